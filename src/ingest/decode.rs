@@ -1,0 +1,61 @@
+//! From body text to accepted events: the batch `{"events":[…]}` or the legacy single event.
+//!
+//! Each batch element is parsed on its own, so one bad event does not cost the others.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{
+    event::{Event, Invalid, parse_event},
+    response::IngestError,
+};
+use crate::settings::Limits;
+
+pub struct Batch<'a> {
+    pub events: Vec<Event<'a>>,
+    pub rejected: Vec<Rejection>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub index: usize,
+    pub invalid: Invalid,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    events: Option<&'a RawValue>,
+}
+
+pub fn decode<'a>(body: &'a str, limits: &Limits) -> Result<Batch<'a>, IngestError> {
+    let envelope: Envelope<'a> = serde_json::from_str(body).map_err(IngestError::from_json)?;
+    let Some(events) = envelope.events else {
+        // Legacy: the body is one event.
+        return match parse_event(body, limits) {
+            Ok(event) => Ok(Batch { events: vec![event], rejected: Vec::new() }),
+            Err(invalid) => Err(IngestError::NoValidEvents(vec![Rejection { index: 0, invalid }])),
+        };
+    };
+    if !events.get().starts_with('[') {
+        return Err(IngestError::BadShape("`events` must be an array of events".into()));
+    }
+    let raw: Vec<&'a RawValue> = serde_json::from_str(events.get()).map_err(IngestError::from_json)?;
+    if raw.is_empty() {
+        return Err(IngestError::BadShape("`events` is empty: send at least one event".into()));
+    }
+    if raw.len() > limits.max_events_per_request {
+        return Err(IngestError::TooManyEvents { count: raw.len(), max: limits.max_events_per_request });
+    }
+    let mut batch = Batch { events: Vec::with_capacity(raw.len()), rejected: Vec::new() };
+    for (index, event) in raw.into_iter().enumerate() {
+        match parse_event(event.get(), limits) {
+            Ok(event) => batch.events.push(event),
+            Err(invalid) => batch.rejected.push(Rejection { index, invalid }),
+        }
+    }
+    if batch.events.is_empty() {
+        return Err(IngestError::NoValidEvents(batch.rejected));
+    }
+    Ok(batch)
+}

@@ -1,0 +1,334 @@
+//! The wire format of one event, and the checks that make it an accepted `Event`.
+//!
+//! Strings are borrowed from the request body unless they hold escapes. `context` is parsed by a
+//! bounded visitor: depth, key count and size are checked while parsing, and duplicate keys are
+//! refused rather than silently collapsed.
+
+use std::{borrow::Cow, cell::Cell, fmt, sync::Arc};
+
+use serde::{
+    Deserialize,
+    de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor},
+};
+use serde_json::{Map, Value, value::RawValue};
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use crate::settings::Limits;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
+/// An event that passed validation.
+#[derive(Debug, Clone)]
+pub struct Event<'a> {
+    pub level: Level,
+    pub scope: Cow<'a, str>,
+    pub session_id: Cow<'a, str>,
+    pub message: Cow<'a, str>,
+    /// As the client sent it (RFC 3339).
+    pub timestamp: Cow<'a, str>,
+    pub time_unix_nano: u64,
+    pub request_id: Option<Cow<'a, str>>,
+    pub context: Option<Arc<Map<String, Value>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireEvent<'a> {
+    level: Level,
+    #[serde(borrow)]
+    scope: Cow<'a, str>,
+    #[serde(borrow)]
+    session_id: Cow<'a, str>,
+    #[serde(borrow)]
+    message: Cow<'a, str>,
+    #[serde(borrow)]
+    timestamp: Cow<'a, str>,
+    #[serde(borrow, default)]
+    request_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    context: Option<&'a RawValue>,
+}
+
+/// Why an event was refused: the `reason` label of `client_telemetry_events_rejected_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Schema,
+    FieldTooLong,
+    InvalidField,
+    InvalidTimestamp,
+    InvalidContext,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Schema => "schema",
+            Reason::FieldTooLong => "field_too_long",
+            Reason::InvalidField => "invalid_field",
+            Reason::InvalidTimestamp => "invalid_timestamp",
+            Reason::InvalidContext => "invalid_context",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub reason: Reason,
+    pub message: String,
+}
+
+impl Invalid {
+    fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Self { reason, message: message.into() }
+    }
+}
+
+/// Parses and validates one event.
+pub fn parse_event<'a>(json: &'a str, limits: &Limits) -> Result<Event<'a>, Invalid> {
+    let wire: WireEvent<'a> = serde_json::from_str(json).map_err(|e| Invalid::new(Reason::Schema, e.to_string()))?;
+    text_field("scope", &wire.scope, limits.max_scope_bytes, true)?;
+    text_field("sessionId", &wire.session_id, limits.max_id_bytes, true)?;
+    text_field("message", &wire.message, limits.max_message_bytes, false)?;
+    if let Some(request_id) = &wire.request_id {
+        text_field("requestId", request_id, limits.max_id_bytes, true)?;
+    }
+    let time_unix_nano = parse_timestamp(&wire.timestamp)?;
+    let context = wire.context.map(|raw| parse_context(raw, limits)).transpose()?;
+    Ok(Event {
+        level: wire.level,
+        scope: wire.scope,
+        session_id: wire.session_id,
+        message: wire.message,
+        timestamp: wire.timestamp,
+        time_unix_nano,
+        request_id: wire.request_id,
+        context: context.map(Arc::new),
+    })
+}
+
+fn text_field(name: &str, value: &str, max_bytes: usize, required: bool) -> Result<(), Invalid> {
+    if required && value.trim().is_empty() {
+        return Err(Invalid::new(Reason::InvalidField, format!("`{name}` must not be empty")));
+    }
+    if value.len() > max_bytes {
+        return Err(Invalid::new(
+            Reason::FieldTooLong,
+            format!("`{name}` is {} bytes, more than the limit of {max_bytes}", value.len()),
+        ));
+    }
+    if value.contains('\0') {
+        return Err(Invalid::new(Reason::InvalidField, format!("`{name}` contains a NUL character")));
+    }
+    Ok(())
+}
+
+fn parse_timestamp(value: &str) -> Result<u64, Invalid> {
+    let invalid = || {
+        Invalid::new(
+            Reason::InvalidTimestamp,
+            format!("`timestamp` {value:?} is not an RFC 3339 time after 1970, e.g. 2025-01-15T10:30:45.123Z"),
+        )
+    };
+    let time = OffsetDateTime::parse(value, &Rfc3339).map_err(|_| invalid())?;
+    u64::try_from(time.unix_timestamp_nanos()).map_err(|_| invalid())
+}
+
+fn parse_context(raw: &RawValue, limits: &Limits) -> Result<Map<String, Value>, Invalid> {
+    let json = raw.get();
+    if json.len() > limits.max_context_bytes {
+        return Err(Invalid::new(
+            Reason::InvalidContext,
+            format!("`context` is {} bytes, more than the limit of {}", json.len(), limits.max_context_bytes),
+        ));
+    }
+    let keys = Cell::new(0);
+    let seed = BoundedValue { depth: 0, keys: &keys, limits };
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    match seed.deserialize(&mut deserializer) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Invalid::new(Reason::InvalidContext, "`context` must be a JSON object")),
+        Err(e) => Err(Invalid::new(Reason::InvalidContext, format!("`context`: {e}"))),
+    }
+}
+
+/// A JSON value parsed within the context limits.
+#[derive(Clone, Copy)]
+struct BoundedValue<'l> {
+    depth: usize,
+    keys: &'l Cell<usize>,
+    limits: &'l Limits,
+}
+
+impl BoundedValue<'_> {
+    fn nested<E: de::Error>(self) -> Result<Self, E> {
+        let depth = self.depth + 1;
+        if depth > self.limits.max_context_depth {
+            return Err(E::custom(format_args!("nested deeper than {} levels", self.limits.max_context_depth)));
+        }
+        Ok(Self { depth, ..self })
+    }
+
+    fn string<E: de::Error>(value: &str) -> Result<Value, E> {
+        if value.contains('\0') {
+            return Err(E::custom("contains a NUL character"));
+        }
+        Ok(Value::String(value.to_owned()))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for BoundedValue<'_> {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BoundedValue<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("number out of range"))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Self::string(v)
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let inner = self.nested()?;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(inner)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let inner = self.nested()?;
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            self.keys.set(self.keys.get() + 1);
+            if self.keys.get() > self.limits.max_context_keys {
+                return Err(de::Error::custom(format_args!("more than {} keys", self.limits.max_context_keys)));
+            }
+            if key.contains('\0') {
+                return Err(de::Error::custom("a key contains a NUL character"));
+            }
+            if object.contains_key(&key) {
+                return Err(de::Error::custom(format_args!("duplicate key {key:?}")));
+            }
+            let value = map.next_value_seed(inner)?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        crate::settings::Settings::from_vars(Vec::new()).unwrap().limits
+    }
+
+    const VALID: &str = r#"{"level":"warn","scope":"checkout","sessionId":"s-1","message":"hi","timestamp":"2025-01-15T10:30:45.123Z","requestId":"r-1","context":{"a":1,"b":[true,null,"x"],"c":{"d":1.5}}}"#;
+
+    #[test]
+    fn a_valid_event_borrows_and_keeps_its_context() {
+        let e = parse_event(VALID, &limits()).unwrap();
+        assert_eq!(e.level, Level::Warn);
+        assert!(matches!(e.scope, Cow::Borrowed("checkout")));
+        assert_eq!(e.time_unix_nano, 1_736_937_045_123_000_000);
+        assert_eq!(e.context.unwrap()["c"]["d"], 1.5);
+    }
+
+    fn reason_of(json: &str) -> (Reason, String) {
+        let e = parse_event(json, &limits()).unwrap_err();
+        (e.reason, e.message)
+    }
+
+    #[test]
+    fn each_bad_field_gets_a_reason_a_developer_can_act_on() {
+        let cases = [
+            (VALID.replace(r#""level":"warn""#, r#""level":"debug""#), Reason::Schema, "unknown variant `debug`"),
+            (VALID.replace(r#""scope":"checkout","#, ""), Reason::Schema, "missing field `scope`"),
+            (
+                VALID.replace(r#""scope":"checkout""#, r#""scope":"""#),
+                Reason::InvalidField,
+                "`scope` must not be empty",
+            ),
+            (
+                VALID.replace(r#""scope":"checkout""#, &format!(r#""scope":"{}""#, "x".repeat(129))),
+                Reason::FieldTooLong,
+                "`scope` is 129 bytes",
+            ),
+            (VALID.replace(r#""message":"hi""#, r#""message":"a\u0000b""#), Reason::InvalidField, "NUL"),
+            (VALID.replace("2025-01-15T10:30:45.123Z", "yesterday"), Reason::InvalidTimestamp, "RFC 3339"),
+            (VALID.replace(r#"{"a":1,"#, r#"{"a":1,"a":2,"#), Reason::InvalidContext, "duplicate key"),
+            (
+                VALID.replace(r#""context":{"a":1,"b":[true,null,"x"],"c":{"d":1.5}}"#, r#""context":[1]"#),
+                Reason::InvalidContext,
+                "must be a JSON object",
+            ),
+            (
+                VALID.replace(r#""context":{"a":1,"#, r#""context":{"a":{"b":{"c":{"d":{"e":{"f":1}}}}},"#),
+                Reason::InvalidContext,
+                "deeper than 5",
+            ),
+        ];
+        for (json, reason, needle) in cases {
+            let (got, message) = reason_of(&json);
+            assert_eq!(got, reason, "{json}: {message}");
+            assert!(message.contains(needle), "{message:?} should mention {needle:?}");
+        }
+    }
+
+    #[test]
+    fn context_key_count_is_bounded() {
+        let many: Vec<String> = (0..65).map(|i| format!(r#""k{i}":{i}"#)).collect();
+        let json = VALID.replace(r#"{"a":1,"b":[true,null,"x"],"c":{"d":1.5}}"#, &format!("{{{}}}", many.join(",")));
+        assert!(reason_of(&json).1.contains("more than 64 keys"));
+    }
+}

@@ -1,0 +1,60 @@
+//! The request path, top to bottom: rate limit → content type → size limit → parse → validate →
+//! log → answer. A refused request (429) costs no quota; one that passed the limiter has spent its
+//! quota even if its body is then refused, so malformed floods are limited too.
+
+use std::time::Instant;
+
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+
+use super::{body, decode, event_log, response, response::IngestError};
+use crate::{client_ip::IpBucket, ratelimit::LimitKey, server::AppState};
+
+pub async fn ingest(request: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let started = Instant::now();
+    let response = limit_then_accept(&request, payload, &state).await;
+    state.metrics.requests.with_label_values(&[response.status().as_str()]).inc();
+    state.metrics.request_duration.observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn limit_then_accept(request: &HttpRequest, payload: web::Payload, state: &AppState) -> HttpResponse {
+    let client = state.identity.client_ip(request);
+    let key = LimitKey::Ip(IpBucket::of(client.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into())));
+    let decision = state.limiter.check(&key).await;
+    let mut response = if decision.allowed {
+        match accept(request, payload, state).await {
+            Ok(response) => response,
+            Err(error) => error_response(state, error),
+        }
+    } else {
+        error_response(state, IngestError::RateLimited(decision))
+    };
+    state.rate_limit_headers.apply(&mut response, &decision);
+    response
+}
+
+async fn accept(request: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<HttpResponse, IngestError> {
+    body::check_content_type(request)?;
+    let body = body::read_limited(request, payload, state.limits.max_body_bytes).await?;
+    let text = std::str::from_utf8(&body).map_err(|_| IngestError::InvalidUtf8)?;
+    let batch = decode::decode(text, &state.limits);
+    let batch = batch.inspect_err(|e| {
+        if let IngestError::NoValidEvents(rejected) = e {
+            state.count_rejections(rejected);
+        }
+    })?;
+
+    let received_at = super::rfc3339_now();
+    for event in &batch.events {
+        event_log::write(&state.logs.events, event, &received_at);
+        state.metrics.events.with_label_values(&[event.level.as_str()]).inc();
+    }
+    state.metrics.batch_size.observe(batch.events.len() as f64);
+    state.count_rejections(&batch.rejected);
+    Ok(response::accepted(batch.events.len(), &batch.rejected))
+}
+
+fn error_response(state: &AppState, error: IngestError) -> HttpResponse {
+    error.log(&state.logs.service);
+    error.error_response()
+}

@@ -1,0 +1,143 @@
+//! Every answer of the ingest route: one error type mapped to status, headers, body and log level
+//! in one place, plus the success answers and the RateLimit headers.
+
+use std::fmt;
+
+use actix_web::{
+    HttpResponse, ResponseError,
+    http::{
+        StatusCode,
+        header::{HeaderName, HeaderValue, RETRY_AFTER},
+    },
+};
+use serde_json::json;
+
+use super::decode::Rejection;
+use crate::ratelimit::Decision;
+
+#[derive(Debug)]
+pub enum IngestError {
+    RateLimited(Decision),
+    UnsupportedMediaType(String),
+    PayloadTooLarge { limit: usize },
+    BodyRead(String),
+    InvalidUtf8,
+    MalformedJson(String),
+    BadShape(String),
+    TooManyEvents { count: usize, max: usize },
+    NoValidEvents(Vec<Rejection>),
+}
+
+impl IngestError {
+    pub fn from_json(error: serde_json::Error) -> Self {
+        use serde_json::error::Category;
+        match error.classify() {
+            Category::Syntax | Category::Eof => IngestError::MalformedJson(error.to_string()),
+            Category::Data => IngestError::BadShape(format!(
+                "the body must be a JSON object: a batch {{\"events\":[…]}} or a single event ({error})"
+            )),
+            Category::Io => IngestError::BodyRead(error.to_string()),
+        }
+    }
+
+    /// Every ingest error is the client's doing: worth a debug line, never more (an attacker must
+    /// not be able to flood the log through it).
+    pub fn log(&self, log: &slog::Logger) {
+        slog::debug!(log, "ingest request refused"; "status" => self.status_code().as_u16(), "error" => %self);
+    }
+}
+
+impl fmt::Display for IngestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IngestError::RateLimited(d) => {
+                write!(f, "rate limit exceeded: retry after {} s", retry_after_seconds(d))
+            }
+            IngestError::UnsupportedMediaType(t) => {
+                write!(f, "unsupported Content-Type {t:?}: send application/json or text/plain")
+            }
+            IngestError::PayloadTooLarge { limit } => write!(f, "the body exceeds the limit of {limit} bytes"),
+            IngestError::BodyRead(e) => write!(f, "could not read the body: {e}"),
+            IngestError::InvalidUtf8 => f.write_str("the body is not valid UTF-8"),
+            IngestError::MalformedJson(e) => write!(f, "malformed JSON: {e}"),
+            IngestError::BadShape(e) => f.write_str(e),
+            IngestError::TooManyEvents { count, max } => {
+                write!(f, "{count} events in one request, more than the limit of {max}: split the batch")
+            }
+            IngestError::NoValidEvents(rejected) => match rejected.as_slice() {
+                [only] => write!(f, "invalid event: {}", only.invalid.message),
+                all => write!(f, "none of the {} events is valid", all.len()),
+            },
+        }
+    }
+}
+
+impl ResponseError for IngestError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            IngestError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::BodyRead(_)
+            | IngestError::InvalidUtf8
+            | IngestError::MalformedJson(_)
+            | IngestError::BadShape(_)
+            | IngestError::TooManyEvents { .. }
+            | IngestError::NoValidEvents(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        let body = match self {
+            IngestError::RateLimited(decision) => {
+                response.insert_header((RETRY_AFTER, retry_after_seconds(decision)));
+                json!({ "error": self.to_string(), "retryAfter": retry_after_seconds(decision) })
+            }
+            IngestError::NoValidEvents(rejected) => {
+                json!({ "error": self.to_string(), "rejected": rejections(rejected) })
+            }
+            _ => json!({ "error": self.to_string() }),
+        };
+        response.json(body)
+    }
+}
+
+/// 204 when every event was accepted; 200 with the refused ones otherwise.
+pub fn accepted(count: usize, rejected: &[Rejection]) -> HttpResponse {
+    if rejected.is_empty() {
+        return HttpResponse::NoContent().finish();
+    }
+    HttpResponse::Ok().json(json!({ "accepted": count, "rejected": rejections(rejected) }))
+}
+
+fn rejections(rejected: &[Rejection]) -> Vec<serde_json::Value> {
+    rejected.iter().map(|r| json!({ "index": r.index, "error": r.invalid.message })).collect()
+}
+
+/// Seconds until a slot frees, rounded up, at least 1.
+pub fn retry_after_seconds(decision: &Decision) -> u64 {
+    decision.reset_after.as_secs_f64().ceil().max(1.0) as u64
+}
+
+/// The IETF RateLimit headers (draft-ietf-httpapi-ratelimit-headers):
+/// `RateLimit-Policy: "ip";q=100;w=60` and `RateLimit: "ip";r=37;t=12`.
+pub struct RateLimitHeaders {
+    policy: HeaderValue,
+}
+
+impl RateLimitHeaders {
+    pub fn new(limit: u32, window: std::time::Duration) -> Self {
+        let window_s = window.as_secs_f64().ceil().max(1.0) as u64;
+        let policy = HeaderValue::from_str(&format!("\"ip\";q={limit};w={window_s}")).expect("ASCII");
+        Self { policy }
+    }
+
+    pub fn apply(&self, response: &mut HttpResponse, decision: &Decision) {
+        let reset = decision.reset_after.as_secs_f64().ceil() as u64;
+        let current = format!("\"ip\";r={};t={reset}", decision.remaining);
+        let headers = response.headers_mut();
+        headers.insert(HeaderName::from_static("ratelimit-policy"), self.policy.clone());
+        headers.insert(HeaderName::from_static("ratelimit"), HeaderValue::from_str(&current).expect("ASCII"));
+    }
+}

@@ -1,0 +1,11 @@
+//! client-telemetry: the ingest gateway for browser telemetry.
+//!
+//! The request path is `ingest::handler`; each concern it uses lives in its own module.
+
+pub mod client_ip;
+pub mod health;
+pub mod ingest;
+pub mod observability;
+pub mod ratelimit;
+pub mod server;
+pub mod settings;

@@ -1,0 +1,32 @@
+//! Start-up only: settings → metrics → logs → server; exit 2 on bad configuration.
+
+use std::process::ExitCode;
+
+use client_telemetry::{
+    observability::{Metrics, init_logs},
+    server,
+    settings::Settings,
+};
+
+fn main() -> ExitCode {
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("client-telemetry: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let metrics = Metrics::new();
+    let (logs, log_guard) = init_logs(settings.log_level, metrics.log_lines_dropped.clone());
+    let result = actix_web::rt::System::new().block_on(server::run(settings, metrics, logs.clone()));
+    let code = match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            slog::crit!(logs.service, "cannot serve"; "error" => %error);
+            ExitCode::FAILURE
+        }
+    };
+    drop(logs);
+    drop(log_guard); // flushes every queued line before exit
+    code
+}

@@ -1,0 +1,148 @@
+//! Assembly: shared state, listeners, routes and graceful shutdown.
+
+use std::io;
+
+use actix_cors::Cors;
+use actix_web::{
+    App, HttpServer,
+    http::header,
+    middleware::Condition,
+    web::{self, Data},
+};
+use slog::info;
+
+use crate::{
+    client_ip::ClientIdentity,
+    health::{self, Readiness},
+    ingest::{self, Rejection, response::RateLimitHeaders},
+    observability::{Logs, Metrics},
+    ratelimit::Limiter,
+    settings::{Limits, Settings},
+};
+
+/// What every request handler shares.
+pub struct AppState {
+    pub identity: ClientIdentity,
+    pub limiter: Limiter,
+    pub limits: Limits,
+    pub rate_limit_headers: RateLimitHeaders,
+    pub metrics: Metrics,
+    pub logs: Logs,
+    pub readiness: Readiness,
+}
+
+impl AppState {
+    pub fn new(settings: &Settings, metrics: Metrics, logs: Logs) -> Self {
+        Self {
+            identity: ClientIdentity::new(settings.trusted_proxies.clone()),
+            limiter: Limiter::from_settings(&settings.rate_limit, &metrics),
+            limits: settings.limits.clone(),
+            rate_limit_headers: RateLimitHeaders::new(settings.rate_limit.max_requests, settings.rate_limit.window),
+            metrics,
+            logs,
+            readiness: Readiness::default(),
+        }
+    }
+
+    pub fn count_rejections(&self, rejected: &[Rejection]) {
+        for r in rejected {
+            self.metrics.events_rejected.with_label_values(&[r.invalid.reason.as_str()]).inc();
+        }
+    }
+}
+
+fn cors(origins: &[String]) -> Cors {
+    let cors = origins.iter().fold(Cors::default(), |cors, origin| cors.allowed_origin(origin));
+    cors.allowed_methods(["POST", "GET"])
+        .allowed_header(header::CONTENT_TYPE)
+        .expose_headers([
+            header::RETRY_AFTER,
+            header::HeaderName::from_static("ratelimit"),
+            header::HeaderName::from_static("ratelimit-policy"),
+        ])
+        // sendBeacon always sends credentials; without this the browser discards the answer.
+        .supports_credentials()
+        .max_age(86_400)
+}
+
+/// Serves until SIGTERM/SIGINT, then drains: readiness 503, optional delay, listeners closed,
+/// in-flight requests finished within the grace period.
+pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result<()> {
+    let state = Data::new(AppState::new(&settings, metrics, logs.clone()));
+    let health_on_ingest = settings.admin_bind.is_none();
+    let origins = settings.cors_allowed_origins.clone();
+    let grace_secs = settings.shutdown.grace.as_secs_f64().ceil() as u64;
+
+    let app_state = state.clone();
+    let mut ingest_server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
+            .route(ingest::PATH, web::post().to(ingest::ingest))
+            .configure(|cfg| {
+                if health_on_ingest {
+                    health::routes(cfg)
+                }
+            })
+    })
+    .disable_signals()
+    .shutdown_timeout(grace_secs);
+    if settings.workers > 0 {
+        ingest_server = ingest_server.workers(settings.workers);
+    }
+    let ingest_server = ingest_server.bind(&settings.bind)?;
+    let addr = ingest_server.addrs().first().map(ToString::to_string);
+
+    let admin_server = match &settings.admin_bind {
+        Some(bind) => {
+            let admin_state = state.clone();
+            let server = HttpServer::new(move || App::new().app_data(admin_state.clone()).configure(health::routes))
+                .workers(1)
+                .disable_signals()
+                .shutdown_timeout(grace_secs)
+                .bind(bind)?;
+            Some(server)
+        }
+        None => None,
+    };
+    let admin_addr = admin_server.as_ref().and_then(|s| s.addrs().first().map(ToString::to_string));
+
+    // On the unfiltered logger: tools wait for this line whatever the log level.
+    info!(logs.events, "listening"; "addr" => addr, "admin_addr" => admin_addr,
+        "rate_limit_backend" => state.limiter.backend_name(), "version" => env!("CARGO_PKG_VERSION"));
+
+    let ingest_server = ingest_server.run();
+    let admin_server = admin_server.map(|s| s.run());
+    let handles: Vec<_> =
+        std::iter::once(ingest_server.handle()).chain(admin_server.as_ref().map(|s| s.handle())).collect();
+    let readiness = state.readiness.clone();
+    let delay = settings.shutdown.delay;
+    let service_log = logs.service.clone();
+    actix_web::rt::spawn(async move {
+        let signal = shutdown_signal().await;
+        readiness.begin_shutdown();
+        info!(service_log, "shutting down"; "signal" => signal, "delay_ms" => delay.as_millis() as u64);
+        actix_web::rt::time::sleep(delay).await;
+        for handle in handles {
+            handle.stop(true).await;
+        }
+    });
+
+    let admin_task = admin_server.map(actix_web::rt::spawn);
+    ingest_server.await?;
+    if let Some(task) = admin_task {
+        task.await.map_err(io::Error::other)??;
+    }
+    info!(logs.service, "stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}

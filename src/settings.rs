@@ -1,0 +1,369 @@
+//! Configuration: built-in defaults < optional file (`CLIENT_TELEMETRY_CONFIG`) < environment.
+//!
+//! Every setting has one flat name: `CLIENT_TELEMETRY_<NAME>` in the environment, `<name>` in the file.
+//! Loading is two steps: `Raw` is what the sources say, `Settings` is that value checked and typed,
+//! so every error names the setting and the bad value.
+
+use std::{collections::HashMap, fmt, net::ToSocketAddrs, time::Duration};
+
+use config::{Config, ConfigError, Environment, File};
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+pub const ENV_PREFIX: &str = "CLIENT_TELEMETRY";
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: String,
+    /// Separate listener for /healthz, /readyz and /metrics, so /metrics need not be public.
+    pub admin_bind: Option<String>,
+    pub workers: usize,
+    pub log_level: slog::Level,
+    pub rate_limit: RateLimitSettings,
+    pub trusted_proxies: Vec<IpNet>,
+    pub cors_allowed_origins: Vec<String>,
+    pub limits: Limits,
+    pub shutdown: ShutdownSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimitSettings {
+    pub window: Duration,
+    pub max_requests: u32,
+    pub backend: Backend,
+    /// Cap on clients the memory backend tracks at once (IP-spray protection).
+    pub memory_max_keys: u64,
+}
+
+/// Bounds on what one request may carry.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_events_per_request: usize,
+    pub max_message_bytes: usize,
+    pub max_scope_bytes: usize,
+    /// For `sessionId` and `requestId`.
+    pub max_id_bytes: usize,
+    pub max_context_bytes: usize,
+    /// Keys counted over every nested object of one event's context.
+    pub max_context_keys: usize,
+    pub max_context_depth: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ShutdownSettings {
+    /// Time between the signal (readiness already 503) and closing the listeners,
+    /// for load balancers that only notice readiness.
+    pub delay: Duration,
+    /// Time in-flight requests get to finish once the listeners are closed.
+    pub grace: Duration,
+}
+
+/// One invalid setting: which, what it was, and why it is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsError {
+    pub setting: String,
+    pub value: String,
+    pub reason: String,
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: {}={:?}: {}", self.setting, self.value, self.reason)
+    }
+}
+
+impl std::error::Error for SettingsError {}
+
+#[derive(Debug, Deserialize)]
+struct Raw {
+    bind: String,
+    admin_bind: Option<String>,
+    workers: usize,
+    log_level: String,
+    rate_limit_window_ms: u64,
+    rate_limit_max_requests: u32,
+    rate_limit_backend: String,
+    rate_limit_memory_max_keys: u64,
+    #[serde(deserialize_with = "comma_list")]
+    trusted_proxies: Vec<String>,
+    #[serde(deserialize_with = "comma_list")]
+    cors_allowed_origins: Vec<String>,
+    max_body_bytes: usize,
+    max_events_per_request: usize,
+    max_message_bytes: usize,
+    max_scope_bytes: usize,
+    max_id_bytes: usize,
+    max_context_bytes: usize,
+    max_context_keys: usize,
+    max_context_depth: usize,
+    shutdown_delay_ms: u64,
+    shutdown_grace_ms: u64,
+}
+
+const DEFAULTS: &[(&str, &str)] = &[
+    ("bind", "0.0.0.0:8080"),
+    ("workers", "0"),
+    ("log_level", "info"),
+    ("rate_limit_window_ms", "60000"),
+    ("rate_limit_max_requests", "100"),
+    ("rate_limit_backend", "memory"),
+    ("rate_limit_memory_max_keys", "1000000"),
+    ("trusted_proxies", ""),
+    ("cors_allowed_origins", ""),
+    ("max_body_bytes", "262144"),
+    ("max_events_per_request", "500"),
+    ("max_message_bytes", "8192"),
+    ("max_scope_bytes", "128"),
+    ("max_id_bytes", "128"),
+    ("max_context_bytes", "16384"),
+    ("max_context_keys", "64"),
+    ("max_context_depth", "5"),
+    ("shutdown_delay_ms", "0"),
+    ("shutdown_grace_ms", "15000"),
+];
+
+impl Settings {
+    /// Reads the process environment (and the file it names).
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads the given variables instead of the process environment (tests).
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, SettingsError> {
+        let vars: HashMap<String, String> = vars.into_iter().filter(|(name, _)| name.starts_with(ENV_PREFIX)).collect();
+        let mut builder = Config::builder();
+        for (key, value) in DEFAULTS {
+            builder = builder.set_default(*key, *value).expect("defaults are valid keys");
+        }
+        let config_var = format!("{ENV_PREFIX}_CONFIG");
+        if let Some(path) = vars.get(&config_var) {
+            if !std::path::Path::new(path).is_file() {
+                return Err(invalid(&config_var, path, "no such file"));
+            }
+            builder = builder.add_source(File::with_name(path));
+        }
+        let env = Environment::with_prefix(ENV_PREFIX).source(Some(vars.into_iter().collect()));
+        let raw: Raw = builder.add_source(env).build().and_then(Config::try_deserialize).map_err(from_config_error)?;
+        raw.validate()
+    }
+}
+
+impl Raw {
+    fn validate(self) -> Result<Settings, SettingsError> {
+        let rate_limit = RateLimitSettings {
+            window: Duration::from_millis(at_least("rate_limit_window_ms", self.rate_limit_window_ms, 1)?),
+            max_requests: at_least("rate_limit_max_requests", self.rate_limit_max_requests, 1)?,
+            backend: match self.rate_limit_backend.trim().to_ascii_lowercase().as_str() {
+                "memory" => Backend::Memory,
+                _ => return Err(invalid_key("rate_limit_backend", &self.rate_limit_backend, "expected `memory`")),
+            },
+            memory_max_keys: at_least("rate_limit_memory_max_keys", self.rate_limit_memory_max_keys, 1)?,
+        };
+        let limits = Limits {
+            max_body_bytes: at_least("max_body_bytes", self.max_body_bytes, 64)?,
+            max_events_per_request: at_least("max_events_per_request", self.max_events_per_request, 1)?,
+            max_message_bytes: at_least("max_message_bytes", self.max_message_bytes, 1)?,
+            max_scope_bytes: at_least("max_scope_bytes", self.max_scope_bytes, 1)?,
+            max_id_bytes: at_least("max_id_bytes", self.max_id_bytes, 1)?,
+            max_context_bytes: at_least("max_context_bytes", self.max_context_bytes, 2)?,
+            max_context_keys: at_least("max_context_keys", self.max_context_keys, 1)?,
+            max_context_depth: at_least("max_context_depth", self.max_context_depth, 1)?,
+        };
+        Ok(Settings {
+            bind: socket_address("bind", self.bind)?,
+            admin_bind: self
+                .admin_bind
+                .filter(|a| !a.trim().is_empty())
+                .map(|a| socket_address("admin_bind", a))
+                .transpose()?,
+            workers: self.workers,
+            log_level: log_level(&self.log_level)?,
+            rate_limit,
+            trusted_proxies: self
+                .trusted_proxies
+                .iter()
+                .map(|c| cidr("trusted_proxies", c))
+                .collect::<Result<_, _>>()?,
+            cors_allowed_origins: self.cors_allowed_origins.iter().map(|o| origin(o)).collect::<Result<_, _>>()?,
+            limits,
+            shutdown: ShutdownSettings {
+                delay: Duration::from_millis(self.shutdown_delay_ms),
+                grace: Duration::from_millis(self.shutdown_grace_ms),
+            },
+        })
+    }
+}
+
+/// The environment name of a setting key (`rate_limit_backend` -> `CLIENT_TELEMETRY_RATE_LIMIT_BACKEND`).
+pub fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}_{}", key.to_ascii_uppercase())
+}
+
+fn invalid(setting: &str, value: &str, reason: &str) -> SettingsError {
+    SettingsError { setting: setting.to_string(), value: value.to_string(), reason: reason.to_string() }
+}
+
+fn invalid_key(key: &str, value: &str, reason: &str) -> SettingsError {
+    invalid(&env_name(key), value, reason)
+}
+
+fn at_least<T: PartialOrd + fmt::Display + Copy>(key: &str, value: T, min: T) -> Result<T, SettingsError> {
+    if value < min {
+        return Err(invalid_key(key, &value.to_string(), &format!("must be at least {min}")));
+    }
+    Ok(value)
+}
+
+fn socket_address(key: &str, value: String) -> Result<String, SettingsError> {
+    match value.to_socket_addrs().map(|mut addrs| addrs.next()) {
+        Ok(Some(_)) => Ok(value),
+        _ => Err(invalid_key(key, &value, "expected host:port, e.g. 0.0.0.0:8080")),
+    }
+}
+
+fn log_level(value: &str) -> Result<slog::Level, SettingsError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "trace" => Ok(slog::Level::Trace),
+        "debug" => Ok(slog::Level::Debug),
+        "info" => Ok(slog::Level::Info),
+        "warn" | "warning" => Ok(slog::Level::Warning),
+        "error" => Ok(slog::Level::Error),
+        "critical" => Ok(slog::Level::Critical),
+        _ => Err(invalid_key("log_level", value, "expected one of trace, debug, info, warn, error, critical")),
+    }
+}
+
+/// A CIDR, or a bare address meaning just that host.
+pub fn parse_cidr(value: &str) -> Option<IpNet> {
+    value.parse::<IpNet>().ok().or_else(|| value.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+fn cidr(key: &str, value: &str) -> Result<IpNet, SettingsError> {
+    parse_cidr(value).ok_or_else(|| invalid_key(key, value, "expected a CIDR such as 10.0.0.0/8 or an IP address"))
+}
+
+/// Browsers send `Origin` as scheme://host[:port] with no path; anything else can never match.
+fn origin(value: &str) -> Result<String, SettingsError> {
+    let rest = value.strip_prefix("https://").or_else(|| value.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains('/') => Ok(value.to_string()),
+        _ => Err(invalid_key(
+            "cors_allowed_origins",
+            value,
+            "expected an origin such as https://app.example.com (scheme and host, no path, no wildcard)",
+        )),
+    }
+}
+
+fn from_config_error(error: ConfigError) -> SettingsError {
+    match error {
+        ConfigError::Type { unexpected, expected, key, .. } => SettingsError {
+            setting: key.as_deref().map(env_name).unwrap_or_else(|| "configuration".into()),
+            value: unexpected.to_string(),
+            reason: format!("expected {expected}"),
+        },
+        ConfigError::At { error, key: Some(key), .. } => {
+            let inner = from_config_error(*error);
+            SettingsError { setting: env_name(&key), ..inner }
+        }
+        ConfigError::FileParse { uri, cause } => SettingsError {
+            setting: format!("{ENV_PREFIX}_CONFIG"),
+            value: uri.unwrap_or_default(),
+            reason: cause.to_string(),
+        },
+        other => SettingsError { setting: "configuration".into(), value: String::new(), reason: other.to_string() },
+    }
+}
+
+/// A list given either as a comma-separated string (environment) or as a list (file).
+fn comma_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match Either::deserialize(deserializer)? {
+        Either::One(s) => s.split(',').map(str::to_string).collect(),
+        Either::Many(v) => v,
+    };
+    Ok(items.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        Settings::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.bind, "0.0.0.0:8080");
+        assert_eq!(s.rate_limit.window, Duration::from_secs(60));
+        assert_eq!(s.rate_limit.max_requests, 100);
+        assert_eq!(s.rate_limit.backend, Backend::Memory);
+        assert_eq!(s.limits.max_body_bytes, 262_144);
+        assert!(s.trusted_proxies.is_empty());
+        assert!(s.cors_allowed_origins.is_empty());
+        assert!(s.admin_bind.is_none());
+    }
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let s = load(&[
+            ("CLIENT_TELEMETRY_RATE_LIMIT_WINDOW_MS", "1000"),
+            ("CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS", "5"),
+            ("CLIENT_TELEMETRY_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.1"),
+            ("CLIENT_TELEMETRY_CORS_ALLOWED_ORIGINS", "https://a.example,http://localhost:3000"),
+        ])
+        .unwrap();
+        assert_eq!(s.rate_limit.window, Duration::from_secs(1));
+        assert_eq!(s.rate_limit.max_requests, 5);
+        assert_eq!(s.trusted_proxies.len(), 2);
+        assert_eq!(s.cors_allowed_origins, vec!["https://a.example", "http://localhost:3000"]);
+    }
+
+    #[test]
+    fn errors_name_the_variable_and_the_value() {
+        let e = load(&[("CLIENT_TELEMETRY_RATE_LIMIT_WINDOW_MS", "0")]).unwrap_err();
+        assert_eq!(e.setting, "CLIENT_TELEMETRY_RATE_LIMIT_WINDOW_MS");
+        assert_eq!(e.value, "0");
+        let e = load(&[("CLIENT_TELEMETRY_RATE_LIMIT_WINDOW_MS", "soon")]).unwrap_err();
+        assert_eq!(e.setting, "CLIENT_TELEMETRY_RATE_LIMIT_WINDOW_MS");
+        assert!(e.to_string().contains("soon"), "{e}");
+        let e = load(&[("CLIENT_TELEMETRY_TRUSTED_PROXIES", "10.0.0.0/33")]).unwrap_err();
+        assert_eq!((e.setting.as_str(), e.value.as_str()), ("CLIENT_TELEMETRY_TRUSTED_PROXIES", "10.0.0.0/33"));
+        let e = load(&[("CLIENT_TELEMETRY_RATE_LIMIT_BACKEND", "etcd")]).unwrap_err();
+        assert_eq!((e.setting.as_str(), e.value.as_str()), ("CLIENT_TELEMETRY_RATE_LIMIT_BACKEND", "etcd"));
+        let e = load(&[("CLIENT_TELEMETRY_CORS_ALLOWED_ORIGINS", "*")]).unwrap_err();
+        assert_eq!(e.setting, "CLIENT_TELEMETRY_CORS_ALLOWED_ORIGINS");
+    }
+
+    #[test]
+    fn file_sits_between_defaults_and_environment() {
+        let dir = std::env::temp_dir().join(format!("ct-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("gateway.toml");
+        std::fs::write(
+            &file,
+            "rate_limit_max_requests = 7\nrate_limit_window_ms = 2000\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let s = load(&[("CLIENT_TELEMETRY_CONFIG", path), ("CLIENT_TELEMETRY_RATE_LIMIT_WINDOW_MS", "3000")]).unwrap();
+        assert_eq!(s.rate_limit.max_requests, 7);
+        assert_eq!(s.rate_limit.window, Duration::from_secs(3));
+        assert_eq!(s.trusted_proxies.len(), 1);
+        let e = load(&[("CLIENT_TELEMETRY_CONFIG", "/nonexistent/gateway.toml")]).unwrap_err();
+        assert_eq!(e.setting, "CLIENT_TELEMETRY_CONFIG");
+    }
+}
