@@ -1,0 +1,236 @@
+//! Test support: the real gateway binary on a loopback port, driven over HTTP.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_client-telemetry");
+pub const INGEST: &str = "/api/client-telemetry";
+
+/// A running gateway process. Killed when dropped.
+pub struct Gateway {
+    child: Child,
+    pub addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
+    lines: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<String>>,
+    agent: ureq::Agent,
+}
+
+/// An HTTP answer, whatever its status.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+}
+
+impl Gateway {
+    /// Starts the binary with only these variables (plus a loopback port), and waits until it listens.
+    pub fn start(env: &[(&str, &str)]) -> Gateway {
+        let mut command = Command::new(BIN);
+        command.env_clear().env("CLIENT_TELEMETRY_BIND", "127.0.0.1:0").env("CLIENT_TELEMETRY_WORKERS", "2");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child =
+            command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start gateway");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains(r#""msg":"listening""#) {
+                    let _ = tx.send(line.clone());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let err_sink = stderr.clone();
+        let child_stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(child_stderr).lines().map_while(Result::ok) {
+                err_sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let listening = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("gateway did not start; stderr: {}", stderr.lock().unwrap())
+        });
+        let listening: Value = serde_json::from_str(&listening).unwrap();
+        let addr = listening["addr"].as_str().unwrap().parse().unwrap();
+        let admin_addr = listening["admin_addr"].as_str().map(|a| a.parse().unwrap());
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build();
+        Gateway { child, addr, admin_addr, lines, stderr, agent }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin_addr.unwrap_or(self.addr))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// POSTs a JSON body to the ingest route.
+    pub fn post(&self, body: &str) -> Reply {
+        self.post_with(&[("content-type", "application/json")], body)
+    }
+
+    pub fn post_with(&self, headers: &[(&str, &str)], body: &str) -> Reply {
+        let mut request = self.agent.post(&self.url(INGEST));
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        reply(request.send_string(body))
+    }
+
+    pub fn post_bytes(&self, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let mut request = self.agent.post(&self.url(INGEST));
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        reply(request.send_bytes(body))
+    }
+
+    /// POSTs as client `ip` through a trusted proxy (needs CLIENT_TELEMETRY_TRUSTED_PROXIES=127.0.0.1).
+    pub fn post_as(&self, ip: &str, body: &str) -> Reply {
+        self.post_with(&[("content-type", "application/json"), ("x-forwarded-for", ip)], body)
+    }
+
+    pub fn get(&self, url: &str) -> Reply {
+        reply(self.agent.get(url).call())
+    }
+
+    /// The value of one sample in /metrics, e.g. `client_telemetry_requests_total{status="204"}`; 0 if absent.
+    pub fn metric(&self, sample: &str) -> f64 {
+        metric_value(&self.get(&self.admin_url("/metrics")).body, sample)
+    }
+
+    /// Every stdout line so far, parsed.
+    pub fn log_lines(&self) -> Vec<Value> {
+        self.lines.lock().unwrap().iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    pub fn event_lines(&self) -> Vec<Value> {
+        self.log_lines().into_iter().filter(|l| l["msg"] == "client event").collect()
+    }
+
+    /// Waits until `count` event lines have been written (logging is asynchronous).
+    pub fn wait_for_events(&self, count: usize) -> Vec<Value> {
+        wait_until(Duration::from_secs(10), || self.event_lines().len() >= count);
+        self.event_lines()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "gateway still running after {timeout:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn reply(result: Result<ureq::Response, ureq::Error>) -> Reply {
+    let response = match result {
+        Ok(response) => response,
+        Err(ureq::Error::Status(_, response)) => response,
+        Err(e) => panic!("request failed: {e}"),
+    };
+    let headers = response
+        .headers_names()
+        .into_iter()
+        .map(|name| {
+            let value = response.all(&name).join(", ");
+            (name.to_ascii_lowercase(), value)
+        })
+        .collect();
+    let status = response.status();
+    let body = response.into_string().unwrap_or_default();
+    Reply { status, headers, body }
+}
+
+pub fn metric_value(exposition: &str, sample: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    condition()
+}
+
+/// One valid event.
+pub fn event(level: &str, message: &str) -> Value {
+    json!({
+        "level": level,
+        "scope": "checkout-form",
+        "sessionId": "session-abc123",
+        "message": message,
+        "timestamp": "2025-01-15T10:30:45.123Z",
+        "requestId": "request-xyz789",
+        "context": { "action": "button_click", "attempt": 2, "ratio": 0.5, "ok": true, "tags": ["a", "b"], "cart": { "items": 3 } }
+    })
+}
+
+/// A batch body of `n` valid events.
+pub fn batch(n: usize) -> String {
+    json!({ "events": (0..n).map(|i| event("info", &format!("event {i}"))).collect::<Vec<_>>() }).to_string()
+}
+
+/// A free loopback port (for processes that cannot report theirs).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
