@@ -1,7 +1,8 @@
 /** The limit a page may have in flight with `sendBeacon`/`keepalive` is 64 KiB; we stay under it. */
-export const MAX_BODY_BYTES = 60 * 1024;
+const MAX_BODY_BYTES = 60 * 1024;
 const HEAD = '{"events":[';
 const TAIL = "]}";
+const MIN_HOLD_MS = 1000; // even a gateway answering "Retry-After: 0" in a loop is not hammered
 const MAX_HOLD_MS = 3_600_000; // setTimeout overflows past 2^31 ms; an hour then ask again
 const DEFAULT_RETRY_AFTER_MS = 60_000; // a 429 without a usable Retry-After: the gateway's window
 
@@ -189,5 +190,5 @@ function retryAfterMs(header: string | null): number {
   if (!header?.trim()) return DEFAULT_RETRY_AFTER_MS;
   const seconds = Number(header);
   const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(header) - Date.now();
-  return Number.isNaN(ms) ? DEFAULT_RETRY_AFTER_MS : Math.min(Math.max(ms, 0), MAX_HOLD_MS);
+  return Number.isNaN(ms) ? DEFAULT_RETRY_AFTER_MS : Math.min(Math.max(ms, MIN_HOLD_MS), MAX_HOLD_MS);
 }

@@ -93,11 +93,14 @@ export class Gateway {
     return this.output.join("\n");
   }
 
+  /** SIGTERM; then SIGKILL after a second, as a graceful stop waits for idle keep-alive clients. */
   async stop(): Promise<void> {
     if (this.child.exitCode !== null) return;
     const exited = new Promise((r) => this.child.once("exit", r));
     this.child.kill("SIGTERM");
+    const kill = setTimeout(() => this.child.kill("SIGKILL"), 1000);
     await exited;
+    clearTimeout(kill);
   }
 }
 

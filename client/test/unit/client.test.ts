@@ -289,6 +289,15 @@ describe("429 Too Many Requests", () => {
     await vi.advanceTimersByTimeAsync(1);
     expect(requests()).toHaveLength(2);
   });
+
+  it("waits at least a second even when told Retry-After: 0", async () => {
+    for (let i = 0; i < 10; i++) responses.push(answer(429, { "Retry-After": "0" }));
+    logMany(logger(), 20);
+    await vi.advanceTimersByTimeAsync(999);
+    expect(requests()).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(requests()).toHaveLength(2);
+  });
 });
 
 describe("network errors and 5xx", () => {
