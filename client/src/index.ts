@@ -57,6 +57,7 @@ const fromEnv = (read: () => string | undefined): string | undefined => {
   }
 };
 
+/** The first usable count or duration: the option, then the environment, then the default. */
 const positive = (...candidates: unknown[]): number =>
   Math.floor(candidates.map(Number).find((n) => n >= 1 && n < 2 ** 31) as number);
 
