@@ -12,6 +12,7 @@ use actix_web::{
 use slog::info;
 
 use crate::{
+    client_assets,
     client_ip::ClientIdentity,
     health::{self, Readiness},
     ingest::{self, Rejection, response::RateLimitHeaders},
@@ -79,6 +80,7 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
             .app_data(app_state.clone())
             .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
             .route(ingest::PATH, web::post().to(ingest::ingest))
+            .configure(client_assets::routes)
             .configure(|cfg| {
                 if health_on_ingest {
                     health::routes(cfg)

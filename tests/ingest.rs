@@ -210,3 +210,16 @@ fn chunked_bodies_within_the_limit_are_read_whole() {
     assert_eq!(reply.status, 204, "{}", reply.body);
     assert_eq!(gateway.wait_for_events(100).len(), 100);
 }
+
+#[test]
+fn the_browser_client_and_the_demo_page_are_served_as_committed() {
+    let gateway = Gateway::start(&[]);
+    let script = gateway.get(&gateway.url("/client-telemetry.js"));
+    assert_eq!(script.status, 200);
+    assert!(script.header("content-type").unwrap().starts_with("text/javascript"));
+    assert_eq!(script.body, std::fs::read_to_string("client/dist/client-telemetry.min.js").unwrap());
+    let demo = gateway.get(&gateway.url("/demo"));
+    assert_eq!(demo.status, 200);
+    assert!(demo.header("content-type").unwrap().starts_with("text/html"));
+    assert_eq!(demo.body, std::fs::read_to_string("client/demo/index.html").unwrap());
+}

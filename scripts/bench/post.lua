@@ -5,6 +5,15 @@ local body = body_file:read("*a")
 body_file:close()
 local clients = tonumber(os.getenv("BENCH_CLIENTS") or "10000")
 local n = 0
+-- Optional pacing: $BENCH_RATE requests/s in total over $BENCH_CONNECTIONS connections. wrk waits
+-- before each request, so this is closed-loop pacing, fine below saturation (where we use it).
+local rate = tonumber(os.getenv("BENCH_RATE") or "0")
+local connections = tonumber(os.getenv("BENCH_CONNECTIONS") or "1")
+if rate > 0 then
+  function delay()
+    return connections * 1000 / rate
+  end
+end
 
 wrk.method = "POST"
 wrk.body = body

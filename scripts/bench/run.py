@@ -176,11 +176,19 @@ def run_one(s, args, services, tmp):
         out = subprocess.run([*wrk, f"-d{args.duration}s"], env=wrk_env, capture_output=True, text=True, check=True)
         cpu = cpu_seconds(proc.pid) - cpu_before
         redis_calls = services["redis"].calls() - redis_before if "redis" in s.needs else 0
-        line = next(l for l in out.stdout.splitlines() if l.startswith("BENCH "))
-        m = {k: int(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+        m = wrk_summary(out.stdout)
         ok = m["requests"] - m["errors_status"]
         seconds = m["duration_us"] / 1e6
+        half = {}
+        if args.half_rate:
+            # Latency at half of the throughput just measured: the operating point an HPA aims for.
+            paced_env = {**wrk_env, "BENCH_RATE": str(ok / seconds / 2), "BENCH_CONNECTIONS": str(args.connections)}
+            paced = subprocess.run([*wrk, f"-d{args.duration}s"], env=paced_env, capture_output=True, text=True,
+                                   check=True)
+            h = wrk_summary(paced.stdout)
+            half = {"half_rate_p50_ms": h["p50_us"] / 1000, "half_rate_p99_ms": h["p99_us"] / 1000}
         return {
+            **half,
             "rps": ok / seconds,
             "eps": ok * s.events / seconds,
             "non_2xx": m["errors_status"],
@@ -200,8 +208,13 @@ def run_one(s, args, services, tmp):
         os.unlink(log.name)
 
 
+def wrk_summary(stdout):
+    line = next(l for l in stdout.splitlines() if l.startswith("BENCH "))
+    return {k: int(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+
+
 def median(runs, key):
-    values = [r[key] for r in runs if r[key] is not None]
+    values = [r[key] for r in runs if r.get(key) is not None]
     return statistics.median(values) if values else None
 
 
@@ -212,6 +225,7 @@ def main():
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--scenarios", default="ceiling,memory", help="comma-separated")
+    p.add_argument("--half-rate", action="store_true", help="also measure latency paced at half the throughput")
     args = p.parse_args()
     chosen = scenarios(args.scenarios.split(","))
     OUT.mkdir(parents=True, exist_ok=True)
@@ -237,11 +251,11 @@ def main():
 
 def report(chosen, results, args):
     keys = ["rps", "eps", "p50_ms", "p99_ms", "p999_ms", "cpu_s_per_M_events", "idle_rss_mb", "peak_rss_mb",
-            "redis_cmds_per_req", "non_2xx"]
+            "redis_cmds_per_req", "non_2xx", "half_rate_p99_ms"]
     med = {name: {k: median(runs, k) for k in keys} for name, runs in results.items()}
     ceiling = med.get("ceiling", {}).get("rps")
     header = ["scenario", "req/s", "events/s", "p50 ms", "p99 ms", "p99.9 ms", "CPU s / 1M events", "idle RSS MB",
-              "peak RSS MB", "Redis cmds/req", "non-2xx", "vs ceiling"]
+              "peak RSS MB", "Redis cmds/req", "non-2xx", "p99 ms at half rate", "vs ceiling"]
     rows = []
     for s in chosen:
         m = med[s.name]
@@ -249,6 +263,7 @@ def report(chosen, results, args):
         rows.append([s.name, fmt(m["rps"], ".0f"), fmt(m["eps"], ".0f"), fmt(m["p50_ms"], ".2f"), fmt(m["p99_ms"], ".2f"),
                      fmt(m["p999_ms"], ".2f"), fmt(m["cpu_s_per_M_events"], ".2f"), fmt(m["idle_rss_mb"], ".1f"),
                      fmt(m["peak_rss_mb"], ".1f"), fmt(m["redis_cmds_per_req"], ".2f"), fmt(m["non_2xx"], ".0f"),
+                     fmt(m["half_rate_p99_ms"], ".2f"),
                      f"{m['rps'] / ceiling:.0%}" if ceiling else "-"])
     md = [f"Medians of {args.rounds} rounds, {args.duration} s each, wrk -t{args.threads} -c{args.connections}, "
           f"{os.cpu_count()} cores shared by load generator and server.", "",
