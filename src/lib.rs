@@ -3,6 +3,7 @@
 //! The request path is `ingest::handler`; each concern it uses lives in its own module.
 
 pub mod client_ip;
+pub mod forward;
 pub mod health;
 pub mod ingest;
 pub mod observability;

@@ -1,6 +1,10 @@
 //! Assembly: shared state, listeners, routes and graceful shutdown.
 
-use std::io;
+use std::{
+    io,
+    sync::{Arc, OnceLock},
+    time::Instant,
+};
 
 use actix_cors::Cors;
 use actix_web::{
@@ -13,6 +17,7 @@ use slog::info;
 
 use crate::{
     client_ip::ClientIdentity,
+    forward::{self, Forwarder},
     health::{self, Readiness},
     ingest::{self, Rejection, response::RateLimitHeaders},
     observability::{Logs, Metrics},
@@ -29,6 +34,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub logs: Logs,
     pub readiness: Readiness,
+    /// OTLP forwarding; `None` when off.
+    pub forwarder: Option<Forwarder>,
 }
 
 impl AppState {
@@ -41,6 +48,7 @@ impl AppState {
             metrics,
             logs,
             readiness: Readiness::default(),
+            forwarder: None,
         }
     }
 
@@ -66,9 +74,11 @@ fn cors(origins: &[String]) -> Cors {
 }
 
 /// Serves until SIGTERM/SIGINT, then drains: readiness 503, optional delay, listeners closed,
-/// in-flight requests finished within the grace period.
+/// in-flight requests finished within the grace period, then the forwarder drained within what is
+/// left of it.
 pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result<()> {
-    let state = Data::new(AppState::new(&settings, metrics, logs.clone()));
+    let (forwarder, exporter) = forward::start(settings.forward.as_ref(), &metrics, &logs.service).unzip();
+    let state = Data::new(AppState { forwarder, ..AppState::new(&settings, metrics, logs.clone()) });
     let health_on_ingest = settings.admin_bind.is_none();
     let origins = settings.cors_allowed_origins.clone();
     let grace_secs = settings.shutdown.grace.as_secs_f64().ceil() as u64;
@@ -118,11 +128,15 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     let readiness = state.readiness.clone();
     let delay = settings.shutdown.delay;
     let service_log = logs.service.clone();
+    // When the listeners began to close: the grace period counts from here.
+    let closing = Arc::new(OnceLock::new());
+    let closing_at = closing.clone();
     actix_web::rt::spawn(async move {
         let signal = shutdown_signal().await;
         readiness.begin_shutdown();
         info!(service_log, "shutting down"; "signal" => signal, "delay_ms" => delay.as_millis() as u64);
         actix_web::rt::time::sleep(delay).await;
+        let _ = closing_at.set(Instant::now());
         for handle in handles {
             handle.stop(true).await;
         }
@@ -132,6 +146,10 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     ingest_server.await?;
     if let Some(task) = admin_task {
         task.await.map_err(io::Error::other)??;
+    }
+    if let Some(exporter) = exporter {
+        let closing = closing.get().copied().unwrap_or_else(Instant::now);
+        exporter.drain(closing + settings.shutdown.grace).await;
     }
     info!(logs.service, "stopped");
     Ok(())
