@@ -104,13 +104,13 @@ impl Batcher {
                     if received == 0 {
                         break; // closed and empty
                     }
-                    self.depth.set(self.queue.len() as i64);
                     self.flush_at.get_or_insert_with(|| Instant::now() + self.delay);
                 }
                 () = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => break,
             }
         }
         self.flush_at = None;
+        self.depth.sub(self.batch.len() as i64);
         (!self.batch.is_empty()).then(|| std::mem::replace(&mut self.batch, Vec::with_capacity(self.size)))
     }
 }

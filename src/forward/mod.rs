@@ -79,7 +79,7 @@ impl Forwarder {
             slot.send(otlp::record(event, observed));
             queued += 1;
         }
-        self.metrics.queue_depth.set((self.queue.max_capacity() - self.queue.capacity()) as i64);
+        self.metrics.queue_depth.add(queued as i64);
         let dropped = (events.len() - queued) as u64;
         if dropped > 0 {
             self.metrics.unsettled.fetch_sub(dropped as i64, Ordering::SeqCst);
@@ -163,7 +163,10 @@ impl ForwardMetrics {
         metrics.register(Box::new(exports.clone()));
         metrics.register(Box::new(events.clone()));
         metrics.register(Box::new(export_duration.clone()));
-        let queue_depth = metrics.gauge("client_telemetry_otlp_queue_depth", "Events waiting in the OTLP queue.");
+        let queue_depth = metrics.gauge(
+            "client_telemetry_otlp_queue_depth",
+            "Events waiting for an export: in the OTLP queue or in the batch being formed.",
+        );
         Self {
             exports_success: exports.with_label_values(&["success"]),
             exports_failure: exports.with_label_values(&["failure"]),
