@@ -117,6 +117,7 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     };
     let admin_addr = admin_server.as_ref().and_then(|s| s.addrs().first().map(ToString::to_string));
 
+    let signal = shutdown_signal();
     // On the unfiltered logger: tools wait for this line whatever the log level.
     info!(logs.events, "listening"; "addr" => addr, "admin_addr" => admin_addr,
         "rate_limit_backend" => state.limiter.backend_name(), "version" => env!("CARGO_PKG_VERSION"));
@@ -132,7 +133,7 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     let closing = Arc::new(OnceLock::new());
     let closing_at = closing.clone();
     actix_web::rt::spawn(async move {
-        let signal = shutdown_signal().await;
+        let signal = signal.await;
         readiness.begin_shutdown();
         info!(service_log, "shutting down"; "signal" => signal, "delay_ms" => delay.as_millis() as u64);
         actix_web::rt::time::sleep(delay).await;
@@ -155,12 +156,16 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     Ok(())
 }
 
-async fn shutdown_signal() -> &'static str {
+/// Installs the handlers at once, so a signal sent as soon as "listening" is printed is not lost
+/// (before they are installed, SIGINT/SIGTERM kill the process), and resolves on the first one.
+fn shutdown_signal() -> impl std::future::Future<Output = &'static str> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
     }
 }
