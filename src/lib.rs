@@ -4,6 +4,7 @@
 
 pub mod client_assets;
 pub mod client_ip;
+pub mod forward;
 pub mod health;
 pub mod ingest;
 pub mod observability;

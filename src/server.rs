@@ -1,6 +1,10 @@
 //! Assembly: shared state, listeners, routes and graceful shutdown.
 
-use std::io;
+use std::{
+    io,
+    sync::{Arc, OnceLock},
+    time::Instant,
+};
 
 use actix_cors::Cors;
 use actix_web::{
@@ -14,6 +18,7 @@ use slog::info;
 use crate::{
     client_assets,
     client_ip::ClientIdentity,
+    forward::{self, Forwarder},
     health::{self, Readiness},
     ingest::{self, Rejection, response::RateLimitHeaders},
     observability::{Logs, Metrics},
@@ -30,6 +35,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub logs: Logs,
     pub readiness: Readiness,
+    /// OTLP forwarding; `None` when off.
+    pub forwarder: Option<Forwarder>,
 }
 
 impl AppState {
@@ -42,6 +49,7 @@ impl AppState {
             metrics,
             logs,
             readiness: Readiness::default(),
+            forwarder: None,
         }
     }
 
@@ -67,9 +75,11 @@ fn cors(origins: &[String]) -> Cors {
 }
 
 /// Serves until SIGTERM/SIGINT, then drains: readiness 503, optional delay, listeners closed,
-/// in-flight requests finished within the grace period.
+/// in-flight requests finished within the grace period, then the forwarder drained within what is
+/// left of it.
 pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result<()> {
-    let state = Data::new(AppState::new(&settings, metrics, logs.clone()));
+    let (forwarder, exporter) = forward::start(settings.forward.as_ref(), &metrics, &logs.service).unzip();
+    let state = Data::new(AppState { forwarder, ..AppState::new(&settings, metrics, logs.clone()) });
     let health_on_ingest = settings.admin_bind.is_none();
     let origins = settings.cors_allowed_origins.clone();
     let grace_secs = settings.shutdown.grace.as_secs_f64().ceil() as u64;
@@ -109,6 +119,7 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     };
     let admin_addr = admin_server.as_ref().and_then(|s| s.addrs().first().map(ToString::to_string));
 
+    let signal = shutdown_signal();
     // On the unfiltered logger: tools wait for this line whatever the log level.
     info!(logs.events, "listening"; "addr" => addr, "admin_addr" => admin_addr,
         "rate_limit_backend" => state.limiter.backend_name(), "version" => env!("CARGO_PKG_VERSION"));
@@ -120,11 +131,15 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     let readiness = state.readiness.clone();
     let delay = settings.shutdown.delay;
     let service_log = logs.service.clone();
+    // When the listeners began to close: the grace period counts from here.
+    let closing = Arc::new(OnceLock::new());
+    let closing_at = closing.clone();
     actix_web::rt::spawn(async move {
-        let signal = shutdown_signal().await;
+        let signal = signal.await;
         readiness.begin_shutdown();
         info!(service_log, "shutting down"; "signal" => signal, "delay_ms" => delay.as_millis() as u64);
         actix_web::rt::time::sleep(delay).await;
+        let _ = closing_at.set(Instant::now());
         for handle in handles {
             handle.stop(true).await;
         }
@@ -135,16 +150,24 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     if let Some(task) = admin_task {
         task.await.map_err(io::Error::other)??;
     }
+    if let Some(exporter) = exporter {
+        let closing = closing.get().copied().unwrap_or_else(Instant::now);
+        exporter.drain(closing + settings.shutdown.grace).await;
+    }
     info!(logs.service, "stopped");
     Ok(())
 }
 
-async fn shutdown_signal() -> &'static str {
+/// Installs the handlers at once, so a signal sent as soon as "listening" is printed is not lost
+/// (before they are installed, SIGINT/SIGTERM kill the process), and resolves on the first one.
+fn shutdown_signal() -> impl std::future::Future<Output = &'static str> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
     }
 }

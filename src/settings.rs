@@ -10,7 +10,11 @@ use config::{Config, ConfigError, Environment, File};
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
+use crate::forward::{ForwardSettings, RawForward};
+
 pub const ENV_PREFIX: &str = "CLIENT_TELEMETRY";
+/// The OpenTelemetry ecosystem's own variables (forwarding), read without the prefix.
+pub const OTEL_PREFIX: &str = "OTEL_";
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -24,6 +28,8 @@ pub struct Settings {
     pub cors_allowed_origins: Vec<String>,
     pub limits: Limits,
     pub shutdown: ShutdownSettings,
+    /// OTLP forwarding; `None` (no endpoint set) means off.
+    pub forward: Option<ForwardSettings>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +110,8 @@ struct Raw {
     max_context_depth: usize,
     shutdown_delay_ms: u64,
     shutdown_grace_ms: u64,
+    #[serde(flatten)]
+    forward: RawForward,
 }
 
 const DEFAULTS: &[(&str, &str)] = &[
@@ -136,7 +144,10 @@ impl Settings {
 
     /// Reads the given variables instead of the process environment (tests).
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, SettingsError> {
-        let vars: HashMap<String, String> = vars.into_iter().filter(|(name, _)| name.starts_with(ENV_PREFIX)).collect();
+        let (otel, vars): (HashMap<String, String>, HashMap<String, String>) = vars
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(ENV_PREFIX) || name.starts_with(OTEL_PREFIX))
+            .partition(|(name, _)| name.starts_with(OTEL_PREFIX));
         let mut builder = Config::builder();
         for (key, value) in DEFAULTS {
             builder = builder.set_default(*key, *value).expect("defaults are valid keys");
@@ -149,7 +160,13 @@ impl Settings {
             builder = builder.add_source(File::with_name(path));
         }
         let env = Environment::with_prefix(ENV_PREFIX).source(Some(vars.into_iter().collect()));
-        let raw: Raw = builder.add_source(env).build().and_then(Config::try_deserialize).map_err(from_config_error)?;
+        let otel_env = Environment::default().source(Some(otel.into_iter().collect()));
+        let raw: Raw = builder
+            .add_source(env)
+            .add_source(otel_env)
+            .build()
+            .and_then(Config::try_deserialize)
+            .map_err(from_config_error)?;
         raw.validate()
     }
 }
@@ -196,6 +213,7 @@ impl Raw {
                 delay: Duration::from_millis(self.shutdown_delay_ms),
                 grace: Duration::from_millis(self.shutdown_grace_ms),
             },
+            forward: self.forward.resolve()?,
         })
     }
 }

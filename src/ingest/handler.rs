@@ -1,6 +1,6 @@
 //! The request path, top to bottom: rate limit → content type → size limit → parse → validate →
-//! log → answer. A refused request (429) costs no quota; one that passed the limiter has spent its
-//! quota even if its body is then refused, so malformed floods are limited too.
+//! log → forward (queue only) → answer. A refused request (429) costs no quota; one that passed the
+//! limiter has spent its quota even if its body is then refused, so malformed floods are limited too.
 
 use std::time::Instant;
 
@@ -48,6 +48,10 @@ async fn accept(request: &HttpRequest, payload: web::Payload, state: &AppState) 
     for event in &batch.events {
         event_log::write(&state.logs.events, event, &received_at);
         state.metrics.events.with_label_values(&[event.level.as_str()]).inc();
+    }
+    // The local copy is written; forwarding only queues, it never waits on the collector.
+    if let Some(forwarder) = &state.forwarder {
+        forwarder.enqueue(&batch.events);
     }
     state.metrics.batch_size.observe(batch.events.len() as f64);
     state.count_rejections(&batch.rejected);

@@ -1,6 +1,8 @@
 //! Test support: the real gateway binary on a loopback port, driven over HTTP.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod collector;
+
 use std::{
     collections::HashMap,
     io::{BufRead, BufReader},
