@@ -74,7 +74,7 @@ fn an_in_flight_request_finishes_before_exit() {
     let mut buf = [0u8; 1024];
     let n = stream.read(&mut buf).unwrap();
     answer.push_str(&String::from_utf8_lossy(&buf[..n]));
-    assert!(answer.starts_with("HTTP/1.1 204"), "{answer:?}");
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer:?}; log: {:?}", gateway.log_lines());
     assert!(gateway.wait_exit(Duration::from_secs(10)).success());
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(gateway.event_lines().len(), 5, "accepted during shutdown and logged before exit");
