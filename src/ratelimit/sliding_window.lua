@@ -1,6 +1,7 @@
 -- Sliding-window rate limit: the arithmetic of src/ratelimit/window.rs, on Redis' clock.
 --
--- KEYS[i]  one hash per limited key: field = sub-window index, value = requests admitted in it.
+-- KEYS[i]  one hash per limited key: field = sub-window index modulo RING, value = requests
+--          admitted in it.
 -- ARGV     for each key in turn: window_us, granularity_us, limit. Never a time: time is Redis'.
 --
 -- Admits only when every key has room, and then records one request in each key; a refusal
@@ -21,6 +22,19 @@ local function div(a, b)
   return (a - math.fmod(a, b)) / b
 end
 
+-- Fields keep the index modulo RING: small integers, the most compact hash encoding. No field lives
+-- longer than about two windows (stale fields go on every write, and the key expires a window after
+-- its last one), far fewer than RING sub-windows, so a field's index is the latest one with its
+-- remainder.
+local RING = 4096
+local function full_index(field, current)
+  local behind = math.fmod(current, RING) - field
+  if behind < 0 then
+    behind = behind + RING
+  end
+  return current - behind
+end
+
 local limits = {}
 local admitted = true
 for i, key in ipairs(KEYS) do
@@ -30,7 +44,7 @@ for i, key in ipairs(KEYS) do
   local fields = redis.call('HGETALL', key)
   local used, first, stale = 0, current, {}
   for j = 1, #fields, 2 do
-    local index = tonumber(fields[j])
+    local index = full_index(tonumber(fields[j]), current)
     if index < oldest then
       stale[#stale + 1] = fields[j]
     else
@@ -50,7 +64,7 @@ for i, l in ipairs(limits) do
     if #l.stale > 0 then
       redis.call('HDEL', KEYS[i], unpack(l.stale))
     end
-    redis.call('HINCRBY', KEYS[i], string.format('%d', l.current), 1)
+    redis.call('HINCRBY', KEYS[i], string.format('%d', math.fmod(l.current, RING)), 1)
     -- Kept until its newest sub-window has left the window, plus one sub-window of grace.
     redis.call('PEXPIRE', KEYS[i], div(l.window + 2 * l.granularity, 1000) + 1)
     used = used + 1
