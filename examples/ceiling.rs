@@ -15,9 +15,7 @@ async fn ingest(body: web::Bytes) -> HttpResponse {
 async fn main() -> std::io::Result<()> {
     let bind = std::env::var("CEILING_BIND").unwrap_or_else(|_| "127.0.0.1:0".into());
     let mut server = HttpServer::new(|| {
-        App::new()
-            .app_data(web::PayloadConfig::new(262_144))
-            .route("/api/client-telemetry", web::post().to(ingest))
+        App::new().app_data(web::PayloadConfig::new(262_144)).route("/api/client-telemetry", web::post().to(ingest))
     });
     if let Some(workers) = std::env::var("CEILING_WORKERS").ok().and_then(|w| w.parse().ok()) {
         server = server.workers(workers);
