@@ -1,8 +1,10 @@
 // The client in real headless Chromium against the real gateway binary. The page is served from
 // another origin than the gateway, so every request is cross-origin, as on a real site.
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import type { Browser, BrowserContext } from "playwright-core";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { committedBuild, emulateVisibility, Gateway, launchChromium, PageServer, waitFor, watch } from "./support";
+import { clientDir, committedBuild, emulateVisibility, Gateway, launchChromium, PageServer, waitFor, watch } from "./support";
 
 let browser: Browser;
 let pages: PageServer;
@@ -134,7 +136,7 @@ describe("the client in Chromium against the gateway", () => {
   it("serves the committed browser build at /client-telemetry.js, and it works from a script tag", async () => {
     const gw = await startGateway();
     const served = await fetch(`${gw.origin}/client-telemetry.js`);
-    expect(served.status).toBe(200);
+    expect(served.status, "GET /client-telemetry.js (docs/contract.md)").toBe(200);
     expect(served.headers.get("content-type")).toMatch(/javascript/);
     expect(await served.text()).toBe(committedBuild);
 
@@ -151,6 +153,11 @@ describe("the client in Chromium against the gateway", () => {
 
   it("serves the demo page at /demo: its buttons send a batch the gateway logs", async () => {
     const gw = await startGateway();
+    const demo = await fetch(`${gw.origin}/demo`);
+    expect(demo.status, "GET /demo (docs/contract.md)").toBe(200);
+    expect(demo.headers.get("content-type")).toMatch(/text\/html/);
+    expect(await demo.text()).toBe(readFileSync(resolve(clientDir, "demo/index.html"), "utf8"));
+
     const page = await context.newPage();
     const { requests, errors } = watch(page, gw.endpoint); // same origin: the demo uses the default endpoint
     await page.goto(`${gw.origin}/demo`);
