@@ -38,7 +38,8 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let limiter = json!({ "backend": state.limiter.backend_name() });
+    // Degraded is reported, not failed: a Redis blip must not pull every replica out at once.
+    let limiter = json!({ "backend": state.limiter.backend_name(), "degraded": state.limiter.degraded() });
     if state.readiness.is_shutting_down() {
         return HttpResponse::ServiceUnavailable().json(json!({ "status": "shutting_down", "rateLimiter": limiter }));
     }

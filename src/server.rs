@@ -43,7 +43,7 @@ impl AppState {
     pub fn new(settings: &Settings, metrics: Metrics, logs: Logs) -> Self {
         Self {
             identity: ClientIdentity::new(settings.trusted_proxies.clone()),
-            limiter: Limiter::from_settings(&settings.rate_limit, &metrics),
+            limiter: Limiter::from_settings(&settings.rate_limit, &metrics, &logs.service),
             limits: settings.limits.clone(),
             rate_limit_headers: RateLimitHeaders::new(settings.rate_limit.max_requests, settings.rate_limit.window),
             metrics,

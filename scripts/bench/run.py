@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,8 +117,13 @@ class Redis:
         return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True).stdout
 
     def calls(self):
-        return sum(int(line.split("calls=")[1].split(",")[0]) for line in self.cli("INFO", "commandstats").splitlines()
-                   if line.startswith("cmdstat_") and not line.startswith("cmdstat_info"))
+        """(round trips, commands): script calls sent by clients, and every command Redis ran, the
+        script's own TIME/HGETALL/HINCRBY/PEXPIRE included."""
+        calls = {line[len("cmdstat_"):].split(":")[0]: int(line.split("calls=")[1].split(",")[0])
+                 for line in self.cli("INFO", "commandstats").splitlines() if line.startswith("cmdstat_")}
+        calls.pop("info", None)
+        round_trips = sum(calls.get(c, 0) for c in ("evalsha", "evalsha_ro", "eval", "script|load", "ping"))
+        return round_trips, sum(calls.values())
 
     def stop(self):
         self.proc.terminate()
@@ -171,11 +177,13 @@ def run_one(s, args, services, tmp):
         url = f"http://127.0.0.1:{port}/api/client-telemetry"
         wrk = ["wrk", f"-t{args.threads}", f"-c{args.connections}", "-s", str(ROOT / "scripts/bench/post.lua"), url]
         subprocess.run([*wrk, "-d1s"], env=wrk_env, capture_output=True, check=True)  # warm-up
-        redis_before = services["redis"].calls() if "redis" in s.needs else 0
+        redis_before = services["redis"].calls() if "redis" in s.needs else (0, 0)
         cpu_before = cpu_seconds(proc.pid)
         out = subprocess.run([*wrk, f"-d{args.duration}s"], env=wrk_env, capture_output=True, text=True, check=True)
         cpu = cpu_seconds(proc.pid) - cpu_before
-        redis_calls = services["redis"].calls() - redis_before if "redis" in s.needs else 0
+        redis_after = services["redis"].calls() if "redis" in s.needs else (0, 0)
+        redis_trips, redis_cmds = (after - before for after, before in zip(redis_after, redis_before))
+        limiter_errors = metric_sum(port, "client_telemetry_rate_limiter_errors_total") if s.binary == "gateway" else None
         m = wrk_summary(out.stdout)
         ok = m["requests"] - m["errors_status"]
         seconds = m["duration_us"] / 1e6
@@ -196,7 +204,10 @@ def run_one(s, args, services, tmp):
             "cpu_s_per_M_events": cpu / max(ok * s.events, 1) * 1e6,
             "idle_rss_mb": idle_rss,
             "peak_rss_mb": rss_mb(proc.pid, "VmHWM"),
-            "redis_cmds_per_req": redis_calls / max(m["requests"], 1) if "redis" in s.needs else None,
+            "redis_trips_per_req": redis_trips / max(m["requests"], 1) if "redis" in s.needs else None,
+            "redis_cmds_per_req": redis_cmds / max(m["requests"], 1) if "redis" in s.needs else None,
+            # decisions Redis did not make (timeouts, circuit open): the run measured the fallback too
+            "limiter_errors": limiter_errors,
         }
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -213,6 +224,12 @@ def wrk_summary(stdout):
     return {k: int(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
 
 
+def metric_sum(port, name):
+    """Sum of every sample of one metric in the gateway's /metrics."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+
+
 def median(runs, key):
     values = [r[key] for r in runs if r.get(key) is not None]
     return statistics.median(values) if values else None
@@ -224,7 +241,7 @@ def main():
     p.add_argument("--duration", type=int, default=10, help="seconds per measured run")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--scenarios", default="ceiling,memory", help="comma-separated")
+    p.add_argument("--scenarios", default="ceiling,memory,redis", help="comma-separated")
     p.add_argument("--half-rate", action="store_true", help="also measure latency paced at half the throughput")
     args = p.parse_args()
     chosen = scenarios(args.scenarios.split(","))
@@ -251,20 +268,23 @@ def main():
 
 def report(chosen, results, args):
     keys = ["rps", "eps", "p50_ms", "p99_ms", "p999_ms", "cpu_s_per_M_events", "idle_rss_mb", "peak_rss_mb",
-            "redis_cmds_per_req", "non_2xx", "half_rate_p99_ms"]
+            "redis_trips_per_req", "redis_cmds_per_req", "limiter_errors", "non_2xx", "half_rate_p99_ms"]
     med = {name: {k: median(runs, k) for k in keys} for name, runs in results.items()}
     ceiling = med.get("ceiling", {}).get("rps")
+    memory = med.get("memory", {}).get("eps")
     header = ["scenario", "req/s", "events/s", "p50 ms", "p99 ms", "p99.9 ms", "CPU s / 1M events", "idle RSS MB",
-              "peak RSS MB", "Redis cmds/req", "non-2xx", "p99 ms at half rate", "vs ceiling"]
+              "peak RSS MB", "Redis round trips/req", "Redis cmds/req", "limiter errors", "non-2xx",
+              "p99 ms at half rate", "vs ceiling", "vs memory"]
     rows = []
     for s in chosen:
         m = med[s.name]
         fmt = lambda v, f: "-" if v is None else format(v, f)
         rows.append([s.name, fmt(m["rps"], ".0f"), fmt(m["eps"], ".0f"), fmt(m["p50_ms"], ".2f"), fmt(m["p99_ms"], ".2f"),
                      fmt(m["p999_ms"], ".2f"), fmt(m["cpu_s_per_M_events"], ".2f"), fmt(m["idle_rss_mb"], ".1f"),
-                     fmt(m["peak_rss_mb"], ".1f"), fmt(m["redis_cmds_per_req"], ".2f"), fmt(m["non_2xx"], ".0f"),
+                     fmt(m["peak_rss_mb"], ".1f"), fmt(m["redis_trips_per_req"], ".2f"),
+                     fmt(m["redis_cmds_per_req"], ".2f"), fmt(m["limiter_errors"], ".0f"), fmt(m["non_2xx"], ".0f"),
                      fmt(m["half_rate_p99_ms"], ".2f"),
-                     f"{m['rps'] / ceiling:.0%}" if ceiling else "-"])
+                     f"{m['rps'] / ceiling:.0%}" if ceiling else "-", f"{m['eps'] / memory:.0%}" if memory else "-"])
     md = [f"Medians of {args.rounds} rounds, {args.duration} s each, wrk -t{args.threads} -c{args.connections}, "
           f"{os.cpu_count()} cores shared by load generator and server.", "",
           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

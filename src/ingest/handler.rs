@@ -18,9 +18,9 @@ pub async fn ingest(request: HttpRequest, payload: web::Payload, state: web::Dat
 }
 
 async fn limit_then_accept(request: &HttpRequest, payload: web::Payload, state: &AppState) -> HttpResponse {
-    let client = state.identity.client_ip(request);
-    let key = LimitKey::Ip(IpBucket::of(client.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into())));
-    let decision = state.limiter.check(&key).await;
+    let client = state.identity.client_ip(request).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    let key = LimitKey::Ip(IpBucket::of(client));
+    let decision = state.limiter.check(client, &key).await;
     let mut response = if decision.allowed {
         match accept(request, payload, state).await {
             Ok(response) => response,
