@@ -19,7 +19,7 @@ use crate::{
     client_assets,
     client_ip::ClientIdentity,
     forward::{self, Forwarder},
-    health::{self, Readiness},
+    health::{self, Lifecycle},
     ingest::{self, Rejection, response::RateLimitHeaders},
     observability::{Logs, Metrics},
     ratelimit::Limiter,
@@ -34,7 +34,7 @@ pub struct AppState {
     pub rate_limit_headers: RateLimitHeaders,
     pub metrics: Metrics,
     pub logs: Logs,
-    pub readiness: Readiness,
+    pub lifecycle: Lifecycle,
     /// OTLP forwarding; `None` when off.
     pub forwarder: Option<Forwarder>,
 }
@@ -48,7 +48,7 @@ impl AppState {
             rate_limit_headers: RateLimitHeaders::new(settings.rate_limit.max_requests, settings.rate_limit.window),
             metrics,
             logs,
-            readiness: Readiness::default(),
+            lifecycle: Lifecycle::default(),
             forwarder: None,
         }
     }
@@ -128,18 +128,24 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     let admin_server = admin_server.map(|s| s.run());
     let handles: Vec<_> =
         std::iter::once(ingest_server.handle()).chain(admin_server.as_ref().map(|s| s.handle())).collect();
-    let readiness = state.readiness.clone();
+    let lifecycle = state.lifecycle.clone();
     let delay = settings.shutdown.delay;
+    let grace = settings.shutdown.grace;
     let service_log = logs.service.clone();
     // When the listeners began to close: the grace period counts from here.
     let closing = Arc::new(OnceLock::new());
     let closing_at = closing.clone();
     actix_web::rt::spawn(async move {
         let signal = signal.await;
-        readiness.begin_shutdown();
+        lifecycle.begin_shutdown();
         info!(service_log, "shutting down"; "signal" => signal, "delay_ms" => delay.as_millis() as u64);
         actix_web::rt::time::sleep(delay).await;
-        let _ = closing_at.set(Instant::now());
+        let closing = *closing_at.get_or_init(Instant::now);
+        // No new connections; requests already in flight (even half-read) finish before the stop.
+        for handle in &handles {
+            handle.pause().await;
+        }
+        lifecycle.until_idle(closing + grace).await;
         for handle in handles {
             handle.stop(true).await;
         }

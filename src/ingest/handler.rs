@@ -4,14 +4,19 @@
 
 use std::time::Instant;
 
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, http::ConnectionType, web};
 
 use super::{body, decode, event_log, response, response::IngestError};
 use crate::{client_ip::IpBucket, ratelimit::LimitKey, server::AppState};
 
 pub async fn ingest(request: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let started = Instant::now();
-    let response = limit_then_accept(&request, payload, &state).await;
+    let _in_flight = state.lifecycle.enter();
+    let mut response = limit_then_accept(&request, payload, &state).await;
+    if state.lifecycle.is_shutting_down() {
+        // Draining: the client should open its next connection to another replica.
+        response.head_mut().set_connection_type(ConnectionType::Close);
+    }
     state.metrics.requests.with_label_values(&[response.status().as_str()]).inc();
     state.metrics.request_duration.observe(started.elapsed().as_secs_f64());
     response
