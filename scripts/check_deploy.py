@@ -87,8 +87,9 @@ class Contract:
         if not job:
             raise SystemExit("docs/contract.md names no Prometheus job")
         self.job = job.group(1)
-        readme = (ROOT / "README.md").read_text() if (ROOT / "README.md").exists() else ""
-        names = set(re.findall(r"\b(?:CLIENT_TELEMETRY|OTEL)_[A-Z0-9_]*[A-Z0-9]\b", text + "\n" + readme))
+        # Settings: the contract's, and those the README and docs/forwarding.md document.
+        docs = "\n".join(p.read_text() for p in (ROOT / "README.md", ROOT / "docs" / "forwarding.md") if p.exists())
+        names = set(re.findall(r"\b(?:CLIENT_TELEMETRY|OTEL)_[A-Z0-9_]*[A-Z0-9]\b", text + "\n" + docs))
         self.env_prefixes = {p.rstrip("_") + "_" for p in re.findall(r"\b(OTEL_[A-Z_]+_)\*", text)}
         self.env = names
 
