@@ -14,9 +14,9 @@ use opentelemetry_proto::tonic::{
 };
 use serde_json::{Value, json};
 use support::{
-    Gateway, batch,
+    Gateway, OtlpCounts as Counts, batch,
     collector::{Answer, Collector},
-    event, free_port, metric_value, wait_until,
+    event, free_port, wait_until,
 };
 
 /// A gateway forwarding to `endpoint` with quick batching and retries; `extra` overrides.
@@ -32,34 +32,8 @@ fn forwarding_to(endpoint: &str, extra: &[(&str, &str)]) -> Gateway {
     Gateway::start(&env)
 }
 
-/// The forwarding counters, from one scrape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Counts {
-    accepted: u64,
-    exported: u64,
-    failed: u64,
-    dropped: u64,
-    exports_ok: u64,
-    exports_failed: u64,
-    queue_depth: u64,
-}
-
 fn counts(gateway: &Gateway) -> Counts {
-    let text = gateway.get(&gateway.admin_url("/metrics")).body;
-    let value = |sample: &str| metric_value(&text, sample) as u64;
-    let events = |result: &str| value(&format!("client_telemetry_otlp_events_total{{result=\"{result}\"}}"));
-    Counts {
-        accepted: ["info", "warn", "error"]
-            .iter()
-            .map(|level| value(&format!("client_telemetry_events_total{{level=\"{level}\"}}")))
-            .sum(),
-        exported: events("exported"),
-        failed: events("failed"),
-        dropped: events("dropped"),
-        exports_ok: value("client_telemetry_otlp_exports_total{result=\"success\"}"),
-        exports_failed: value("client_telemetry_otlp_exports_total{result=\"failure\"}"),
-        queue_depth: value("client_telemetry_otlp_queue_depth"),
-    }
+    gateway.otlp_counts()
 }
 
 /// Waits until every accepted event is exported, failed or dropped, and checks that they add up.
@@ -67,7 +41,7 @@ fn settled(gateway: &Gateway, accepted: u64) -> Counts {
     let mut last = counts(gateway);
     wait_until(Duration::from_secs(15), || {
         last = counts(gateway);
-        last.exported + last.failed + last.dropped == accepted
+        last.settled() && last.accepted == accepted
     });
     assert_eq!(last.accepted, accepted, "{last:?}");
     assert_eq!(last.exported + last.failed + last.dropped, last.accepted, "the identity: {last:?}");

@@ -2,13 +2,17 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod collector;
+pub mod load;
 
 use std::{
     collections::HashMap,
     io::{BufRead, BufReader},
     net::SocketAddr,
     process::{Child, Command, ExitStatus, Stdio},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -23,6 +27,8 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
     lines: Arc<Mutex<Vec<String>>>,
+    /// Set once stdout reached end of file: every line the process wrote is in `lines`.
+    stdout_closed: Arc<AtomicBool>,
     stderr: Arc<Mutex<String>>,
     agent: ureq::Agent,
 }
@@ -59,6 +65,8 @@ impl Gateway {
         let (tx, rx) = std::sync::mpsc::channel();
         let stdout = child.stdout.take().unwrap();
         let sink = lines.clone();
+        let stdout_closed = Arc::new(AtomicBool::new(false));
+        let closed = stdout_closed.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if line.contains(r#""msg":"listening""#) {
@@ -66,6 +74,7 @@ impl Gateway {
                 }
                 sink.lock().unwrap().push(line);
             }
+            closed.store(true, Ordering::SeqCst);
         });
         let stderr = Arc::new(Mutex::new(String::new()));
         let err_sink = stderr.clone();
@@ -83,7 +92,7 @@ impl Gateway {
         let addr = listening["addr"].as_str().unwrap().parse().unwrap();
         let admin_addr = listening["admin_addr"].as_str().map(|a| a.parse().unwrap());
         let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build();
-        Gateway { child, addr, admin_addr, lines, stderr, agent }
+        Gateway { child, addr, admin_addr, lines, stdout_closed, stderr, agent }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -148,6 +157,42 @@ impl Gateway {
         self.event_lines()
     }
 
+    /// After the process has exited: waits until everything it wrote to stdout has been read.
+    pub fn wait_stdout_closed(&self) {
+        let closed = wait_until(Duration::from_secs(10), || self.stdout_closed.load(Ordering::SeqCst));
+        assert!(closed, "stdout still open 10 s after the exit");
+    }
+
+    /// Resident memory in MiB, from /proc/<pid>/status (`VmRSS`, or `VmHWM` for the peak).
+    pub fn memory_mib(&self, field: &str) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("the gateway runs");
+        let kib: f64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/<pid>/status"));
+        kib / 1024.0
+    }
+
+    /// The forwarding counters, from one scrape.
+    pub fn otlp_counts(&self) -> OtlpCounts {
+        let text = self.get(&self.admin_url("/metrics")).body;
+        let value = |sample: &str| metric_value(&text, sample) as u64;
+        let events = |result: &str| value(&format!("client_telemetry_otlp_events_total{{result=\"{result}\"}}"));
+        OtlpCounts {
+            accepted: ["info", "warn", "error"]
+                .iter()
+                .map(|level| value(&format!("client_telemetry_events_total{{level=\"{level}\"}}")))
+                .sum(),
+            exported: events("exported"),
+            failed: events("failed"),
+            dropped: events("dropped"),
+            exports_ok: value("client_telemetry_otlp_exports_total{result=\"success\"}"),
+            exports_failed: value("client_telemetry_otlp_exports_total{result=\"failure\"}"),
+            queue_depth: value("client_telemetry_otlp_queue_depth"),
+        }
+    }
+
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
@@ -167,6 +212,25 @@ impl Gateway {
             assert!(Instant::now() < deadline, "gateway still running after {timeout:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// The forwarding counters of one scrape (`accepted` is `client_telemetry_events_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OtlpCounts {
+    pub accepted: u64,
+    pub exported: u64,
+    pub failed: u64,
+    pub dropped: u64,
+    pub exports_ok: u64,
+    pub exports_failed: u64,
+    pub queue_depth: u64,
+}
+
+impl OtlpCounts {
+    /// Every accepted event has its outcome: the queue has drained.
+    pub fn settled(&self) -> bool {
+        self.exported + self.failed + self.dropped == self.accepted
     }
 }
 
@@ -238,7 +302,8 @@ pub fn free_port() -> u16 {
 }
 
 /// A redis-server of the test's own on a free loopback port, without persistence, so a restart
-/// comes back empty. Tests kill, pause, restart and flush it. Killed when dropped.
+/// comes back empty, and with `DEBUG` allowed from loopback (`DEBUG SLEEP` stalls it). Tests kill,
+/// pause, restart and flush it. Killed when dropped.
 pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
@@ -260,6 +325,7 @@ impl RedisServer {
         self.kill();
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--enable-debug-command", "local"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
