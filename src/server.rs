@@ -20,7 +20,11 @@ use crate::{
     client_ip::ClientIdentity,
     forward::{self, Forwarder},
     health::{self, Lifecycle},
-    ingest::{self, Rejection, response::RateLimitHeaders},
+    ingest::{
+        self, Rejection,
+        event::{Event, Level},
+        response::RateLimitHeaders,
+    },
     observability::{Logs, Metrics},
     ratelimit::Limiter,
     settings::{Limits, Settings},
@@ -50,6 +54,18 @@ impl AppState {
             logs,
             lifecycle: Lifecycle::default(),
             forwarder: None,
+        }
+    }
+
+    pub fn count_levels(&self, events: &[Event<'_>]) {
+        let mut counts = [0u64; 3];
+        for event in events {
+            counts[event.level as usize] += 1;
+        }
+        for (level, count) in [Level::Info, Level::Warn, Level::Error].into_iter().zip(counts) {
+            if count > 0 {
+                self.metrics.events.with_label_values(&[level.as_str()]).inc_by(count);
+            }
         }
     }
 
