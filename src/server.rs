@@ -98,7 +98,9 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     let state = Data::new(AppState { forwarder, ..AppState::new(&settings, metrics, logs.clone()) });
     let health_on_ingest = settings.admin_bind.is_none();
     let origins = settings.cors_allowed_origins.clone();
-    let grace_secs = settings.shutdown.grace.as_secs_f64().ceil() as u64;
+    // Our own drain waits for in-flight requests (the grace period); what actix then waits for is
+    // only idle keep-alive connections, which need no more than a moment.
+    const IDLE_CONNECTIONS_SECS: u64 = 1;
 
     let app_state = state.clone();
     let mut ingest_server = HttpServer::new(move || {
@@ -114,7 +116,7 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
             })
     })
     .disable_signals()
-    .shutdown_timeout(grace_secs);
+    .shutdown_timeout(IDLE_CONNECTIONS_SECS);
     if settings.workers > 0 {
         ingest_server = ingest_server.workers(settings.workers);
     }
@@ -127,7 +129,7 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
             let server = HttpServer::new(move || App::new().app_data(admin_state.clone()).configure(health::routes))
                 .workers(1)
                 .disable_signals()
-                .shutdown_timeout(grace_secs)
+                .shutdown_timeout(IDLE_CONNECTIONS_SECS)
                 .bind(bind)?;
             Some(server)
         }
