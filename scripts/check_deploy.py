@@ -870,6 +870,16 @@ def _dockerfile():
                     problems.append(f"COPY {src}: not in the build context")
                 elif ignored(rel, patterns):
                     problems.append(f"COPY {src}: excluded by .dockerignore")
+    # What the build reads besides src/: files embedded with include_str!/include_bytes!.
+    copied = [src.strip("./") for c in cmds if c.cmd == "COPY" and not any(f.startswith("--from") for f in c.flags)
+              for src in c.value[:-1]]
+    for rs in (ROOT / "src").rglob("*.rs"):
+        for inc in re.findall(r'include_(?:str|bytes)!\(\s*"([^"]+)"', rs.read_text()):
+            rel = os.path.relpath((rs.parent / inc).resolve(), ROOT)
+            if not any(rel == c or rel.startswith(c.rstrip("/") + "/") for c in copied):
+                problems.append(f"{rs.relative_to(ROOT)} embeds {rel}, which no COPY brings into the build")
+            elif ignored(rel, patterns):
+                problems.append(f"{rs.relative_to(ROOT)} embeds {rel}, which .dockerignore excludes")
     for needed in ("target", ".git", "client/node_modules"):
         if not ignored(needed, patterns):
             problems.append(f".dockerignore does not exclude {needed}")
