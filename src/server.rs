@@ -6,18 +6,21 @@ use actix_cors::Cors;
 use actix_web::{
     App, HttpServer,
     http::header,
-    middleware::Condition,
+    middleware::{Condition, from_fn},
     web::{self, Data},
 };
 use slog::info;
 
 use crate::{
+    access::{API_KEY_HEADER, Access},
     client_ip::ClientIdentity,
     health::{self, Readiness},
     ingest::{self, Rejection, response::RateLimitHeaders},
     observability::{Logs, Metrics},
     ratelimit::Limiter,
+    scrub::{Redactions, Scrubber},
     settings::{Limits, Settings},
+    transport,
 };
 
 /// What every request handler shares.
@@ -29,6 +32,9 @@ pub struct AppState {
     pub metrics: Metrics,
     pub logs: Logs,
     pub readiness: Readiness,
+    pub access: Access,
+    /// None when scrubbing is turned off.
+    pub scrubber: Option<Scrubber>,
 }
 
 impl AppState {
@@ -41,6 +47,17 @@ impl AppState {
             metrics,
             logs,
             readiness: Readiness::default(),
+            access: Access::new(settings.access.clone()),
+            scrubber: settings
+                .scrub
+                .enabled
+                .then(|| Scrubber::new(&settings.scrub).expect("patterns were checked with the settings")),
+        }
+    }
+
+    pub fn count_redactions(&self, redactions: Redactions) {
+        for (kind, n) in redactions.iter() {
+            self.metrics.redactions.with_label_values(&[kind.as_str()]).inc_by(u64::from(n));
         }
     }
 
@@ -54,7 +71,11 @@ impl AppState {
 fn cors(origins: &[String]) -> Cors {
     let cors = origins.iter().fold(Cors::default(), |cors, origin| cors.allowed_origin(origin));
     cors.allowed_methods(["POST", "GET"])
-        .allowed_header(header::CONTENT_TYPE)
+        .allowed_headers([
+            header::CONTENT_TYPE,
+            header::CONTENT_ENCODING,
+            header::HeaderName::from_static(API_KEY_HEADER),
+        ])
         .expose_headers([
             header::RETRY_AFTER,
             header::HeaderName::from_static("ratelimit"),
@@ -72,12 +93,14 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     let health_on_ingest = settings.admin_bind.is_none();
     let origins = settings.cors_allowed_origins.clone();
     let grace_secs = settings.shutdown.grace.as_secs_f64().ceil() as u64;
+    let limits = settings.transport.clone();
 
     let app_state = state.clone();
     let mut ingest_server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
             .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
+            .wrap(from_fn(transport::close_old_connections))
             .route(ingest::PATH, web::post().to(ingest::ingest))
             .configure(|cfg| {
                 if health_on_ingest {
@@ -86,7 +109,12 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
             })
     })
     .disable_signals()
-    .shutdown_timeout(grace_secs);
+    .shutdown_timeout(grace_secs)
+    .client_request_timeout(limits.header_read_timeout)
+    .client_disconnect_timeout(transport::DISCONNECT_TIMEOUT)
+    .keep_alive(limits.keep_alive)
+    .max_connections(limits.max_connections_per_worker)
+    .on_connect(transport::on_connect(limits.max_connection_age));
     if settings.workers > 0 {
         ingest_server = ingest_server.workers(settings.workers);
     }
