@@ -58,7 +58,15 @@ pub struct Scrubber {
     min_len: usize,
     enabled: [bool; Kind::ALL.len()],
     allow_keys: Vec<String>,
-    sensitive_keys: Vec<String>,
+    /// Matches a normalised key containing one of the sensitive names (None: none configured).
+    sensitive_keys: Option<Regex>,
+    /// Whether an event's strings may be scanned joined together (no pattern anchors at `^`/`$`).
+    joinable: bool,
+}
+
+thread_local! {
+    /// Reused by the fast path: the event's strings joined, and a normalised key.
+    static SCRATCH: std::cell::RefCell<(String, String)> = const { std::cell::RefCell::new((String::new(), String::new())) };
 }
 
 impl Scrubber {
@@ -79,24 +87,24 @@ impl Scrubber {
         let regex = Regex::new_many(&sources).map_err(|e| e.to_string())?;
         let hirs = syntax::parse_many(&sources).map_err(|e| e.to_string())?;
         let min_len = hirs.iter().filter_map(|h| h.properties().minimum_len()).min().unwrap_or(usize::MAX).max(1);
+        let joinable = hirs.iter().all(|h| !h.properties().look_set().contains_anchor());
         Ok(Self {
+            joinable,
             regex,
             kinds,
             min_len,
             enabled,
             allow_keys: settings.allow_keys.iter().map(|k| normalize_key(k)).collect(),
-            sensitive_keys: settings
-                .sensitive_keys
-                .iter()
-                .map(|k| normalize_key(k))
-                .filter(|k| !k.is_empty())
-                .collect(),
+            sensitive_keys: sensitive_names_regex(&settings.sensitive_keys)?,
         })
     }
 
     /// Scrubs the event's message, scope and context (keys and values) in place.
     pub fn scrub_event(&self, event: &mut Event<'_>) -> Redactions {
         let mut redactions = Redactions::default();
+        if !self.may_need_scrubbing(event) {
+            return redactions;
+        }
         if let Cow::Owned(message) = self.scrub_text(&event.message, &mut redactions) {
             event.message = Cow::Owned(message);
         }
@@ -108,6 +116,51 @@ impl Scrubber {
             self.scrub_map(Arc::make_mut(context), false, &mut redactions);
         }
         redactions
+    }
+
+    /// The fast path for the common clean event: one scan over all of its text joined by NUL, which
+    /// validation refuses inside strings, so whatever matches one string alone matches the joined
+    /// text too. A match (even one spanning two strings), a sensitive key name or a card-like
+    /// number sends the event down the exact path.
+    fn may_need_scrubbing(&self, event: &Event<'_>) -> bool {
+        if !self.joinable {
+            return true;
+        }
+        SCRATCH.with_borrow_mut(|(joined, key)| {
+            joined.clear();
+            joined.push_str(&event.message);
+            joined.push('\0');
+            joined.push_str(&event.scope);
+            let flagged = event.context.as_deref().is_some_and(|map| self.join_map(map, joined, key));
+            flagged || self.regex.is_match(Input::new(joined.as_str()))
+        })
+    }
+
+    /// Appends the map's keys and string values to `joined`; true if something needs a closer look.
+    fn join_map(&self, map: &Map<String, Value>, joined: &mut String, key: &mut String) -> bool {
+        map.iter().any(|(name, value)| {
+            joined.push('\0');
+            joined.push_str(name);
+            normalize_key_into(name, key);
+            if self.allow_keys.contains(key) {
+                return false;
+            }
+            self.is_sensitive(key) || self.join_value(value, joined, key)
+        })
+    }
+
+    fn join_value(&self, value: &Value, joined: &mut String, key: &mut String) -> bool {
+        match value {
+            Value::String(s) => {
+                joined.push('\0');
+                joined.push_str(s);
+                false
+            }
+            Value::Number(n) => self.enabled[Kind::Card.index()] && n.as_u64().is_some_and(is_card_number),
+            Value::Array(items) => items.iter().any(|item| self.join_value(item, joined, key)),
+            Value::Object(map) => self.join_map(map, joined, key),
+            Value::Bool(_) | Value::Null => false,
+        }
     }
 
     /// The text with every confirmed match replaced by its marker; borrowed when nothing matched.
@@ -211,7 +264,8 @@ impl Scrubber {
     }
 
     fn is_sensitive(&self, normalized_key: &str) -> bool {
-        self.enabled[Kind::SensitiveKey.index()] && self.sensitive_keys.iter().any(|s| normalized_key.contains(s))
+        self.enabled[Kind::SensitiveKey.index()]
+            && self.sensitive_keys.as_ref().is_some_and(|r| r.is_match(normalized_key))
     }
 }
 
@@ -227,13 +281,33 @@ pub fn check_pattern(pattern: &str) -> Result<(), String> {
 
 /// A card number sent as a JSON number: 13 to 19 digits, a card network's first digit, Luhn-valid.
 fn is_card_number(n: u64) -> bool {
+    if n < 1_000_000_000_000 {
+        return false;
+    }
     let digits = n.to_string();
     (b'2'..=b'6').contains(&digits.as_bytes()[0]) && patterns::luhn_valid(&digits)
 }
 
+/// One search for all the names instead of a substring search per name (normalised names are
+/// letters and digits, so they need no escaping).
+fn sensitive_names_regex(names: &[String]) -> Result<Option<Regex>, String> {
+    let names: Vec<String> = names.iter().map(|n| normalize_key(n)).filter(|n| !n.is_empty()).collect();
+    if names.is_empty() {
+        return Ok(None);
+    }
+    Regex::new(&names.join("|")).map(Some).map_err(|e| e.to_string())
+}
+
 /// `X-Api_Key` and `xapikey` are the same key name.
 fn normalize_key(key: &str) -> String {
-    key.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
+    let mut normalized = String::new();
+    normalize_key_into(key, &mut normalized);
+    normalized
+}
+
+fn normalize_key_into(key: &str, normalized: &mut String) {
+    normalized.clear();
+    normalized.extend(key.bytes().filter(u8::is_ascii_alphanumeric).map(|b| char::from(b.to_ascii_lowercase())));
 }
 
 #[cfg(test)]

@@ -118,7 +118,13 @@ pub(super) fn builtin() -> Vec<(Kind, String)> {
         (Kind::Email, format!(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{{2,}}{B}")),
         (Kind::Iban, format!(r"{B}[A-Z]{{2}}[0-9]{{2}}(?: ?[A-Z0-9]){{11,30}}{B}")),
         (Kind::Card, format!(r"{B}[2-6][0-9](?:[ -]?[0-9]){{11,17}}{B}")),
-        (Kind::Ipv6, r"(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9A-Fa-f]{1,4})?".to_string()),
+        // From a word boundary or `::`, not from inside every word that has a hex letter.
+        (
+            Kind::Ipv6,
+            format!(
+                r"(?:{B}[0-9A-Fa-f]{{1,4}}:|::)(?:[0-9A-Fa-f]{{0,4}}:){{0,6}}(?:[0-9]{{1,3}}(?:\.[0-9]{{1,3}}){{3}}|[0-9A-Fa-f]{{1,4}})?"
+            ),
+        ),
         (Kind::Ipv4, format!(r"{B}{ipv4_octet}(?:\.{ipv4_octet}){{3}}{B}")),
         (
             Kind::Phone,

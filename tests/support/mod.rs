@@ -278,7 +278,9 @@ pub fn closed_by_peer(stream: &mut std::net::TcpStream, timeout: Duration) -> bo
         match stream.read(&mut sink) {
             Ok(0) => return true,
             Ok(_) => continue,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return false,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return false;
+            }
             Err(_) => return true,
         }
     }
