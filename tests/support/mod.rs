@@ -117,6 +117,11 @@ impl Gateway {
         reply(request.send_bytes(body))
     }
 
+    /// POSTs a JSON body to any URL (e.g. the ingest route with a query string).
+    pub fn post_to(&self, url: &str, body: &str) -> Reply {
+        reply(self.agent.post(url).set("content-type", "application/json").send_string(body))
+    }
+
     /// POSTs as client `ip` through a trusted proxy (needs CLIENT_TELEMETRY_TRUSTED_PROXIES=127.0.0.1).
     pub fn post_as(&self, ip: &str, body: &str) -> Reply {
         self.post_with(&[("content-type", "application/json"), ("x-forwarded-for", ip)], body)
