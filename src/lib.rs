@@ -3,7 +3,9 @@
 //! The request path is `ingest::handler`; each concern it uses lives in its own module.
 
 pub mod access;
+pub mod client_assets;
 pub mod client_ip;
+pub mod forward;
 pub mod health;
 pub mod ingest;
 pub mod observability;

@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         }
     };
     let metrics = Metrics::new();
-    let (logs, log_guard) = init_logs(settings.log_level, metrics.log_lines_dropped.clone());
+    let (logs, log_writer) = init_logs(settings.log_level, metrics.log_lines_dropped.clone());
     let result = actix_web::rt::System::new().block_on(server::run(settings, metrics, logs.clone()));
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -27,6 +27,6 @@ fn main() -> ExitCode {
         }
     };
     drop(logs);
-    drop(log_guard); // flushes every queued line before exit
+    log_writer.finish(); // every queued line is written before exit
     code
 }

@@ -1,6 +1,10 @@
 //! Assembly: shared state, listeners, routes and graceful shutdown.
 
-use std::io;
+use std::{
+    io,
+    sync::{Arc, OnceLock},
+    time::Instant,
+};
 
 use actix_cors::Cors;
 use actix_web::{
@@ -13,8 +17,10 @@ use slog::info;
 
 use crate::{
     access::{API_KEY_HEADER, Access},
+    client_assets,
     client_ip::ClientIdentity,
-    health::{self, Readiness},
+    forward::{self, Forwarder},
+    health::{self, Lifecycle},
     ingest::{self, Rejection, response::RateLimitHeaders},
     observability::{Logs, Metrics},
     ratelimit::Limiter,
@@ -31,7 +37,9 @@ pub struct AppState {
     pub rate_limit_headers: RateLimitHeaders,
     pub metrics: Metrics,
     pub logs: Logs,
-    pub readiness: Readiness,
+    pub lifecycle: Lifecycle,
+    /// OTLP forwarding; `None` when off.
+    pub forwarder: Option<Forwarder>,
     pub access: Access,
     /// None when scrubbing is turned off.
     pub scrubber: Option<Scrubber>,
@@ -41,12 +49,13 @@ impl AppState {
     pub fn new(settings: &Settings, metrics: Metrics, logs: Logs) -> Self {
         Self {
             identity: ClientIdentity::new(settings.trusted_proxies.clone()),
-            limiter: Limiter::from_settings(&settings.rate_limit, &metrics),
+            limiter: Limiter::from_settings(&settings.rate_limit, &metrics, &logs.service),
             limits: settings.limits.clone(),
             rate_limit_headers: RateLimitHeaders::new(settings.rate_limit.max_requests, settings.rate_limit.window),
             metrics,
             logs,
-            readiness: Readiness::default(),
+            lifecycle: Lifecycle::default(),
+            forwarder: None,
             access: Access::new(settings.access.clone()),
             scrubber: settings
                 .scrub
@@ -87,9 +96,11 @@ fn cors(origins: &[String]) -> Cors {
 }
 
 /// Serves until SIGTERM/SIGINT, then drains: readiness 503, optional delay, listeners closed,
-/// in-flight requests finished within the grace period.
+/// in-flight requests finished within the grace period, then the forwarder drained within what is
+/// left of it.
 pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result<()> {
-    let state = Data::new(AppState::new(&settings, metrics, logs.clone()));
+    let (forwarder, exporter) = forward::start(settings.forward.as_ref(), &metrics, &logs.service).unzip();
+    let state = Data::new(AppState { forwarder, ..AppState::new(&settings, metrics, logs.clone()) });
     let health_on_ingest = settings.admin_bind.is_none();
     let origins = settings.cors_allowed_origins.clone();
     let grace_secs = settings.shutdown.grace.as_secs_f64().ceil() as u64;
@@ -102,6 +113,7 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
             .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
             .wrap(from_fn(transport::close_old_connections))
             .route(ingest::PATH, web::post().to(ingest::ingest))
+            .configure(client_assets::routes)
             .configure(|cfg| {
                 if health_on_ingest {
                     health::routes(cfg)
@@ -135,6 +147,7 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     };
     let admin_addr = admin_server.as_ref().and_then(|s| s.addrs().first().map(ToString::to_string));
 
+    let signal = shutdown_signal();
     // On the unfiltered logger: tools wait for this line whatever the log level.
     info!(logs.events, "listening"; "addr" => addr, "admin_addr" => admin_addr,
         "rate_limit_backend" => state.limiter.backend_name(), "version" => env!("CARGO_PKG_VERSION"));
@@ -143,14 +156,24 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     let admin_server = admin_server.map(|s| s.run());
     let handles: Vec<_> =
         std::iter::once(ingest_server.handle()).chain(admin_server.as_ref().map(|s| s.handle())).collect();
-    let readiness = state.readiness.clone();
+    let lifecycle = state.lifecycle.clone();
     let delay = settings.shutdown.delay;
+    let grace = settings.shutdown.grace;
     let service_log = logs.service.clone();
+    // When the listeners began to close: the grace period counts from here.
+    let closing = Arc::new(OnceLock::new());
+    let closing_at = closing.clone();
     actix_web::rt::spawn(async move {
-        let signal = shutdown_signal().await;
-        readiness.begin_shutdown();
+        let signal = signal.await;
+        lifecycle.begin_shutdown();
         info!(service_log, "shutting down"; "signal" => signal, "delay_ms" => delay.as_millis() as u64);
         actix_web::rt::time::sleep(delay).await;
+        let closing = *closing_at.get_or_init(Instant::now);
+        // No new connections; requests already in flight (even half-read) finish before the stop.
+        for handle in &handles {
+            handle.pause().await;
+        }
+        lifecycle.until_idle(closing + grace).await;
         for handle in handles {
             handle.stop(true).await;
         }
@@ -161,16 +184,24 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     if let Some(task) = admin_task {
         task.await.map_err(io::Error::other)??;
     }
+    if let Some(exporter) = exporter {
+        let closing = closing.get().copied().unwrap_or_else(Instant::now);
+        exporter.drain(closing + settings.shutdown.grace).await;
+    }
     info!(logs.service, "stopped");
     Ok(())
 }
 
-async fn shutdown_signal() -> &'static str {
+/// Installs the handlers at once, so a signal sent as soon as "listening" is printed is not lost
+/// (before they are installed, SIGINT/SIGTERM kill the process), and resolves on the first one.
+fn shutdown_signal() -> impl std::future::Future<Output = &'static str> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
     }
 }

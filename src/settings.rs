@@ -10,10 +10,13 @@ use config::{Config, ConfigError, Environment, File};
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
+use crate::forward::{ForwardSettings, RawForward};
 pub use crate::scrub::ScrubSettings;
 use crate::scrub::{self, Kind};
 
 pub const ENV_PREFIX: &str = "CLIENT_TELEMETRY";
+/// The OpenTelemetry ecosystem's own variables (forwarding), read without the prefix.
+pub const OTEL_PREFIX: &str = "OTEL_";
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -30,11 +33,23 @@ pub struct Settings {
     pub scrub: ScrubSettings,
     pub access: AccessSettings,
     pub transport: TransportSettings,
+    /// OTLP forwarding; `None` (no endpoint set) means off.
+    pub forward: Option<ForwardSettings>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Memory,
+    Redis,
+}
+
+/// What the Redis backend does while Redis is unreachable, slow or failing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisFailure {
+    /// Limit with this replica's in-memory limiter.
+    Local,
+    Allow,
+    Deny,
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +59,21 @@ pub struct RateLimitSettings {
     pub backend: Backend,
     /// Cap on clients the memory backend tracks at once (IP-spray protection).
     pub memory_max_keys: u64,
+    /// Decide and count, but admit everything (to roll out a new limit).
+    pub dry_run: bool,
+    /// Clients never limited.
+    pub exempt: Vec<IpNet>,
+    pub redis: RedisSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub url: String,
+    pub key_prefix: String,
+    pub pool_size: usize,
+    /// Deadline of one limiter call, connection and wait for the pool included.
+    pub timeout: Duration,
+    pub failure: RedisFailure,
 }
 
 /// Bounds on what one request may carry.
@@ -122,6 +152,14 @@ struct Raw {
     rate_limit_max_requests: u32,
     rate_limit_backend: String,
     rate_limit_memory_max_keys: u64,
+    rate_limit_dry_run: bool,
+    #[serde(deserialize_with = "comma_list")]
+    rate_limit_exempt_cidrs: Vec<String>,
+    rate_limit_redis_failure: String,
+    redis_url: String,
+    redis_key_prefix: String,
+    redis_pool_size: usize,
+    redis_timeout_ms: u64,
     #[serde(deserialize_with = "comma_list")]
     trusted_proxies: Vec<String>,
     #[serde(deserialize_with = "comma_list")]
@@ -156,6 +194,8 @@ struct Raw {
     keep_alive_ms: u64,
     max_connections_per_worker: usize,
     max_connection_age_ms: u64,
+    #[serde(flatten)]
+    forward: RawForward,
 }
 
 const DEFAULTS: &[(&str, &str)] = &[
@@ -166,6 +206,13 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("rate_limit_max_requests", "100"),
     ("rate_limit_backend", "memory"),
     ("rate_limit_memory_max_keys", "1000000"),
+    ("rate_limit_dry_run", "false"),
+    ("rate_limit_exempt_cidrs", ""),
+    ("rate_limit_redis_failure", "local"),
+    ("redis_url", "redis://127.0.0.1:6379"),
+    ("redis_key_prefix", "client-telemetry:"),
+    ("redis_pool_size", "16"),
+    ("redis_timeout_ms", "25"),
     ("trusted_proxies", ""),
     ("cors_allowed_origins", ""),
     ("max_body_bytes", "262144"),
@@ -192,7 +239,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("api_keys", ""),
     ("allowed_origins", ""),
     ("header_read_timeout_ms", "5000"),
-    ("keep_alive_ms", "15000"),
+    ("keep_alive_ms", "5000"),
     ("max_connections_per_worker", "10000"),
     ("max_connection_age_ms", "600000"),
 ];
@@ -205,7 +252,10 @@ impl Settings {
 
     /// Reads the given variables instead of the process environment (tests).
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, SettingsError> {
-        let vars: HashMap<String, String> = vars.into_iter().filter(|(name, _)| name.starts_with(ENV_PREFIX)).collect();
+        let (otel, vars): (HashMap<String, String>, HashMap<String, String>) = vars
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(ENV_PREFIX) || name.starts_with(OTEL_PREFIX))
+            .partition(|(name, _)| name.starts_with(OTEL_PREFIX));
         let mut builder = Config::builder();
         for (key, value) in DEFAULTS {
             builder = builder.set_default(*key, *value).expect("defaults are valid keys");
@@ -218,7 +268,13 @@ impl Settings {
             builder = builder.add_source(File::with_name(path));
         }
         let env = Environment::with_prefix(ENV_PREFIX).source(Some(vars.into_iter().collect()));
-        let raw: Raw = builder.add_source(env).build().and_then(Config::try_deserialize).map_err(from_config_error)?;
+        let otel_env = Environment::default().source(Some(otel.into_iter().collect()));
+        let raw: Raw = builder
+            .add_source(env)
+            .add_source(otel_env)
+            .build()
+            .and_then(Config::try_deserialize)
+            .map_err(from_config_error)?;
         raw.validate()
     }
 }
@@ -230,9 +286,37 @@ impl Raw {
             max_requests: at_least("rate_limit_max_requests", self.rate_limit_max_requests, 1)?,
             backend: match self.rate_limit_backend.trim().to_ascii_lowercase().as_str() {
                 "memory" => Backend::Memory,
-                _ => return Err(invalid_key("rate_limit_backend", &self.rate_limit_backend, "expected `memory`")),
+                "redis" => Backend::Redis,
+                _ => {
+                    return Err(invalid_key(
+                        "rate_limit_backend",
+                        &self.rate_limit_backend,
+                        "expected memory or redis",
+                    ));
+                }
             },
             memory_max_keys: at_least("rate_limit_memory_max_keys", self.rate_limit_memory_max_keys, 1)?,
+            dry_run: self.rate_limit_dry_run,
+            exempt: self
+                .rate_limit_exempt_cidrs
+                .iter()
+                .map(|c| cidr("rate_limit_exempt_cidrs", c))
+                .collect::<Result<_, _>>()?,
+            redis: RedisSettings {
+                url: redis_url(self.redis_url)?,
+                key_prefix: self.redis_key_prefix,
+                pool_size: at_least("redis_pool_size", self.redis_pool_size, 1)?,
+                timeout: Duration::from_millis(at_least("redis_timeout_ms", self.redis_timeout_ms, 1)?),
+                failure: match self.rate_limit_redis_failure.trim().to_ascii_lowercase().as_str() {
+                    "local" => RedisFailure::Local,
+                    "allow" => RedisFailure::Allow,
+                    "deny" => RedisFailure::Deny,
+                    _ => {
+                        let value = &self.rate_limit_redis_failure;
+                        return Err(invalid_key("rate_limit_redis_failure", value, "expected local, allow or deny"));
+                    }
+                },
+            },
         };
         let limits = Limits {
             max_body_bytes: at_least("max_body_bytes", self.max_body_bytes, 64)?,
@@ -319,6 +403,7 @@ impl Raw {
             scrub,
             access,
             transport,
+            forward: self.forward.resolve()?,
         })
     }
 }
@@ -360,6 +445,23 @@ fn log_level(value: &str) -> Result<slog::Level, SettingsError> {
         "critical" => Ok(slog::Level::Critical),
         _ => Err(invalid_key("log_level", value, "expected one of trace, debug, info, warn, error, critical")),
     }
+}
+
+/// `redis://` or `rediss://` (TLS), with optional user, password and database index.
+/// The password never appears in an error.
+fn redis_url(value: String) -> Result<String, SettingsError> {
+    let Some(mut url) = redis::parse_redis_url(&value).filter(|url| matches!(url.scheme(), "redis" | "rediss")) else {
+        let reason = "expected redis://[user:password@]host:port[/db] or rediss://…";
+        let shown = if value.contains('@') { "(hidden: it may hold a password)" } else { &value };
+        return Err(invalid_key("redis_url", shown, reason));
+    };
+    if let Err(error) = redis::Client::open(url.as_str()) {
+        if url.password().is_some() {
+            let _ = url.set_password(Some("***"));
+        }
+        return Err(invalid_key("redis_url", url.as_str(), &error.to_string()));
+    }
+    Ok(value)
 }
 
 /// A CIDR, or a bare address meaning just that host.
@@ -457,6 +559,63 @@ mod tests {
         assert!(s.trusted_proxies.is_empty());
         assert!(s.cors_allowed_origins.is_empty());
         assert!(s.admin_bind.is_none());
+        assert!(!s.rate_limit.dry_run);
+        assert!(s.rate_limit.exempt.is_empty());
+        let redis = &s.rate_limit.redis;
+        assert_eq!(redis.url, "redis://127.0.0.1:6379");
+        assert_eq!(redis.key_prefix, "client-telemetry:");
+        assert_eq!(redis.pool_size, 16);
+        assert_eq!(redis.timeout, Duration::from_millis(25));
+        assert_eq!(redis.failure, RedisFailure::Local);
+    }
+
+    #[test]
+    fn redis_backend_and_its_settings() {
+        let s = load(&[
+            ("CLIENT_TELEMETRY_RATE_LIMIT_BACKEND", "redis"),
+            ("CLIENT_TELEMETRY_REDIS_URL", "rediss://user:secret@redis.internal:6380/2"),
+            ("CLIENT_TELEMETRY_REDIS_KEY_PREFIX", "ct:"),
+            ("CLIENT_TELEMETRY_REDIS_POOL_SIZE", "4"),
+            ("CLIENT_TELEMETRY_REDIS_TIMEOUT_MS", "10"),
+            ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_FAILURE", "deny"),
+            ("CLIENT_TELEMETRY_RATE_LIMIT_DRY_RUN", "true"),
+            ("CLIENT_TELEMETRY_RATE_LIMIT_EXEMPT_CIDRS", "10.0.0.0/8, 2001:db8::/32, 192.0.2.7"),
+        ])
+        .unwrap();
+        let (rate_limit, redis) = (&s.rate_limit, &s.rate_limit.redis);
+        assert_eq!(rate_limit.backend, Backend::Redis);
+        assert_eq!(redis.url, "rediss://user:secret@redis.internal:6380/2");
+        assert_eq!(redis.key_prefix, "ct:");
+        assert_eq!(redis.pool_size, 4);
+        assert_eq!(redis.timeout, Duration::from_millis(10));
+        assert_eq!(redis.failure, RedisFailure::Deny);
+        assert!(rate_limit.dry_run);
+        assert_eq!(rate_limit.exempt.len(), 3);
+        for (value, failure) in [("local", RedisFailure::Local), ("ALLOW", RedisFailure::Allow)] {
+            let s = load(&[("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_FAILURE", value)]).unwrap();
+            assert_eq!(s.rate_limit.redis.failure, failure);
+        }
+    }
+
+    #[test]
+    fn bad_redis_settings_name_the_variable_and_never_show_a_password() {
+        for (name, value) in [
+            ("CLIENT_TELEMETRY_REDIS_URL", "http://redis:6379"),
+            ("CLIENT_TELEMETRY_REDIS_URL", "redis://redis:6379/not-a-db"),
+            ("CLIENT_TELEMETRY_REDIS_POOL_SIZE", "0"),
+            ("CLIENT_TELEMETRY_REDIS_TIMEOUT_MS", "0"),
+            ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_FAILURE", "retry"),
+            ("CLIENT_TELEMETRY_RATE_LIMIT_DRY_RUN", "maybe"),
+            ("CLIENT_TELEMETRY_RATE_LIMIT_EXEMPT_CIDRS", "10.0.0.0/40"),
+        ] {
+            let e = load(&[(name, value)]).unwrap_err();
+            assert_eq!(e.setting, name, "{e}");
+        }
+        for url in ["redis://:hunter2@redis:6379/not-a-db", "http://:hunter2@redis:6379"] {
+            let e = load(&[("CLIENT_TELEMETRY_REDIS_URL", url)]).unwrap_err();
+            assert_eq!(e.setting, "CLIENT_TELEMETRY_REDIS_URL");
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
     }
 
     #[test]

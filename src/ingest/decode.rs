@@ -34,7 +34,16 @@ pub fn decode_body<'a>(body: &'a [u8], limits: &Limits) -> Result<Batch<'a>, Ing
     decode(text, limits)
 }
 
+const NOT_AN_OBJECT: &str = "the body must be a JSON object: a batch {\"events\":[…]} or a single event";
+
 pub fn decode<'a>(body: &'a str, limits: &Limits) -> Result<Batch<'a>, IngestError> {
+    if !body.trim_start().starts_with('{') {
+        // Malformed JSON, or valid JSON of the wrong shape: say which.
+        return Err(match serde_json::from_str::<serde::de::IgnoredAny>(body) {
+            Err(e) => IngestError::from_json(e),
+            Ok(_) => IngestError::BadShape(NOT_AN_OBJECT.into()),
+        });
+    }
     let envelope: Envelope<'a> = serde_json::from_str(body).map_err(IngestError::from_json)?;
     let Some(events) = envelope.events else {
         // Legacy: the body is one event.

@@ -1,18 +1,23 @@
 //! The request path, top to bottom: access (origin, API key) → rate limit → content type and
-//! encoding → size limit (of the decompressed body) → parse → validate → scrub → log → answer.
-//! A refused request (401, 403, 429) costs no quota; one that passed the limiter has spent its
-//! quota even if its body is then refused, so malformed floods are limited too.
+//! encoding → size limit (of the decompressed body) → parse → validate → scrub → log → forward
+//! (queue only) → answer. A refused request (401, 403, 429) costs no quota; one that passed the
+//! limiter has spent its quota even if its body is then refused, so malformed floods are limited too.
 
 use std::{borrow::Cow, time::Instant};
 
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, http::ConnectionType, web};
 
 use super::{body, decode, event_log, response, response::IngestError};
 use crate::{client_ip::IpBucket, ratelimit::LimitKey, server::AppState};
 
 pub async fn ingest(request: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let started = Instant::now();
-    let response = limit_then_accept(&request, payload, &state).await;
+    let _in_flight = state.lifecycle.enter();
+    let mut response = limit_then_accept(&request, payload, &state).await;
+    if state.lifecycle.is_shutting_down() {
+        // Draining: the client should open its next connection to another replica.
+        response.head_mut().set_connection_type(ConnectionType::Close);
+    }
     state.metrics.requests.with_label_values(&[response.status().as_str()]).inc();
     state.metrics.request_duration.observe(started.elapsed().as_secs_f64());
     response
@@ -22,9 +27,9 @@ async fn limit_then_accept(request: &HttpRequest, payload: web::Payload, state: 
     if let Err(error) = state.access.check(request) {
         return error_response(state, error);
     }
-    let client = state.identity.client_ip(request);
-    let key = LimitKey::Ip(IpBucket::of(client.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into())));
-    let decision = state.limiter.check(&key).await;
+    let client = state.identity.client_ip(request).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    let key = LimitKey::Ip(IpBucket::of(client));
+    let decision = state.limiter.check(client, &key).await;
     let mut response = if decision.allowed {
         match accept(request, payload, state).await {
             Ok(response) => response,
@@ -59,6 +64,10 @@ async fn accept(request: &HttpRequest, payload: web::Payload, state: &AppState) 
         }
         event_log::write(&state.logs.events, event, &received_at);
         state.metrics.events.with_label_values(&[event.level.as_str()]).inc();
+    }
+    // The local copy is written; forwarding only queues, it never waits on the collector.
+    if let Some(forwarder) = &state.forwarder {
+        forwarder.enqueue(&batch.events);
     }
     state.metrics.batch_size.observe(batch.events.len() as f64);
     state.count_rejections(&batch.rejected);

@@ -67,14 +67,15 @@ impl RateLimiter for MemoryLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{client_ip::IpBucket, settings::Backend};
+    use crate::{client_ip::IpBucket, settings::Settings};
 
     fn limiter(max_keys: u64) -> MemoryLimiter {
+        let defaults = Settings::from_vars([]).unwrap().rate_limit;
         MemoryLimiter::new(&RateLimitSettings {
             window: Duration::from_secs(60),
             max_requests: 2,
-            backend: Backend::Memory,
             memory_max_keys: max_keys,
+            ..defaults
         })
     }
 

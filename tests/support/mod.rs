@@ -1,6 +1,8 @@
 //! Test support: the real gateway binary on a loopback port, driven over HTTP.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod collector;
+
 use std::{
     collections::HashMap,
     io::{BufRead, BufReader},
@@ -294,4 +296,94 @@ pub fn closed_by_peer(stream: &mut std::net::TcpStream, timeout: Duration) -> bo
 /// The head of a POST to the ingest route; `extra` lines end with `\r\n`.
 pub fn post_head(extra: &str) -> String {
     format!("POST {INGEST} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{extra}\r\n")
+}
+
+/// A redis-server of the test's own on a free loopback port, without persistence, so a restart
+/// comes back empty. Tests kill, pause, restart and flush it. Killed when dropped.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let mut server = RedisServer { child: None, port: free_port() };
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port, empty, and waits until it answers.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is needed by these tests (apt-get install redis-server); scripts/test.sh checks it");
+        self.child = Some(child);
+        let answers = wait_until(Duration::from_secs(10), || {
+            redis::Client::open(self.url()).and_then(|c| c.get_connection()).is_ok()
+        });
+        assert!(answers, "redis-server did not start on port {}", self.port);
+    }
+
+    /// SIGKILL: gone at once, connections reset.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP: connections stay open, nothing answers, until `resume`.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        assert!(Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap().success());
+    }
+
+    pub fn connection(&self) -> redis::Connection {
+        let connection = redis::Client::open(self.url()).unwrap().get_connection().unwrap();
+        connection.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        connection
+    }
+
+    /// Runs one command, e.g. `redis.query(&["SCRIPT", "FLUSH"])`.
+    pub fn query<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
+        let mut command = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            command.arg(*arg);
+        }
+        command.query(&mut self.connection()).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    /// `INFO commandstats` as command -> calls (`evalsha`, `script|load`, …).
+    pub fn command_calls(&self) -> HashMap<String, u64> {
+        let info: String = self.query(&["INFO", "commandstats"]);
+        info.lines()
+            .filter_map(|line| {
+                let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = stats.split(',').find_map(|s| s.strip_prefix("calls="))?.parse().ok()?;
+                Some((name.to_string(), calls))
+            })
+            .collect()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill(); // SIGKILL ends a paused server too
+    }
 }

@@ -1,0 +1,31 @@
+# syntax=docker/dockerfile:1
+# client-telemetry: release build in a full Rust image, run in distroless (no shell, no package
+# manager, non-root). Orchestrators probe /healthz and /readyz on the admin port, so no HEALTHCHECK.
+#   docker build -t client-telemetry:0.1.0 .
+
+ARG RUST_VERSION=1.95
+
+FROM rust:${RUST_VERSION}-slim-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+# Everything the binary is built from; the browser build and the demo page are embedded in it.
+COPY src ./src
+COPY examples ./examples
+COPY client ./client
+# Cache mounts keep the crate registry and the dependency build between image builds.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target,sharing=locked \
+    cargo build --release --locked --bin client-telemetry \
+    && install -D -m 0755 target/release/client-telemetry /out/client-telemetry
+
+# glibc and libgcc from Debian 12, like the build stage; nothing else.
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /out/client-telemetry /usr/local/bin/client-telemetry
+# The deployment's defaults: ingest on 8080, admin (/healthz /readyz /metrics) on 8081.
+ENV CLIENT_TELEMETRY_BIND=0.0.0.0:8080 \
+    CLIENT_TELEMETRY_ADMIN_BIND=0.0.0.0:8081
+EXPOSE 8080/tcp 8081/tcp
+# distroless "nonroot" (65532); numeric so runAsNonRoot can verify it without /etc/passwd.
+USER 65532:65532
+# SIGTERM goes straight to the gateway (PID 1), which drains and exits 0.
+ENTRYPOINT ["/usr/local/bin/client-telemetry"]

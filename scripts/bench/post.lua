@@ -1,0 +1,34 @@
+-- wrk script: POST the body in $BENCH_BODY as many distinct clients (X-Forwarded-For from a
+-- trusted proxy), $BENCH_CLIENTS of them, round robin; prints latency percentiles at the end.
+local body_file = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
+local body = body_file:read("*a")
+body_file:close()
+local clients = tonumber(os.getenv("BENCH_CLIENTS") or "10000")
+local n = 0
+-- Optional pacing: $BENCH_RATE requests/s in total over $BENCH_CONNECTIONS connections. wrk waits
+-- before each request, so this is closed-loop pacing, fine below saturation (where we use it).
+local rate = tonumber(os.getenv("BENCH_RATE") or "0")
+local connections = tonumber(os.getenv("BENCH_CONNECTIONS") or "1")
+if rate > 0 then
+  function delay()
+    return connections * 1000 / rate
+  end
+end
+
+wrk.method = "POST"
+wrk.body = body
+wrk.headers["Content-Type"] = "text/plain;charset=UTF-8"
+
+function request()
+  n = n + 1
+  local c = n % clients
+  local ip = string.format("10.%d.%d.%d", math.floor(c / 65536) % 256, math.floor(c / 256) % 256, c % 256)
+  return wrk.format(nil, nil, { ["X-Forwarded-For"] = ip }, nil)
+end
+
+function done(summary, latency, requests)
+  local statuses = {}
+  io.write(string.format("BENCH requests=%d duration_us=%d errors_status=%d errors_connect=%d errors_timeout=%d p50_us=%d p99_us=%d p999_us=%d\n",
+    summary.requests, summary.duration, summary.errors.status, summary.errors.connect, summary.errors.timeout,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
+end

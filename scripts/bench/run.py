@@ -1,0 +1,313 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of the gateway against a bare actix-web ceiling.
+
+Each round runs every scenario once, in order, so slow drifts of this noisy machine hit all of
+them alike; the table reports medians over rounds. Load: wrk on loopback, many distinct clients
+through a trusted X-Forwarded-For, realistic events with context.
+"""
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RELEASE = ROOT / "target" / "release"
+OUT = ROOT / "target" / "bench"
+NO_LIMIT = {"CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS": "1000000000"}
+
+
+@dataclass
+class Scenario:
+    name: str
+    binary: str = "gateway"  # or "ceiling"
+    env: dict = field(default_factory=dict)
+    events: int = 20
+    clients: int = 10_000
+    needs: tuple = ()  # "redis", "sink"
+
+
+def scenarios(selected):
+    redis = {"CLIENT_TELEMETRY_RATE_LIMIT_BACKEND": "redis"}
+    all_ = [
+        Scenario("ceiling", binary="ceiling"),
+        Scenario("memory"),
+        Scenario("redis", env=redis, needs=("redis",)),
+        Scenario("redis+otlp-json", env={**redis, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, needs=("redis", "sink")),
+        Scenario("redis+otlp-proto", env={**redis, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, needs=("redis", "sink")),
+        Scenario("memory+otlp", env={"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, needs=("sink",)),
+        Scenario("memory-batch1", events=1),
+        Scenario("memory-batch100", events=100),
+        Scenario("memory-10-clients", clients=10),
+        Scenario("memory-1M-clients", clients=1_000_000),
+    ]
+    by_name = {s.name: s for s in all_}
+    unknown = [n for n in selected if n not in by_name]
+    if unknown:
+        sys.exit(f"unknown scenarios {unknown}; known: {list(by_name)}")
+    return [by_name[n] for n in selected]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid, key):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def event(i):
+    return {
+        "level": ("info", "warn", "error")[i % 3],
+        "scope": "checkout-form",
+        "sessionId": "7f9c2ba4-e88f-4a0b-9c1d-3b5a6e7d8f90",
+        "message": f"User clicked pay button (attempt {i})",
+        "timestamp": "2026-11-28T10:30:45.123Z",
+        "requestId": f"req-{i:06d}",
+        "context": {"action": "button_click", "component": "PayButton", "cartItems": 3, "total": 59.9,
+                    "experiment": {"id": "checkout-v2", "variant": "b"}, "flags": ["fast-pay", "new-ui"]},
+    }
+
+
+def body_file(events, tmp):
+    path = Path(tmp) / f"body-{events}.json"
+    if not path.exists():
+        body = event(0) if events == 1 else {"events": [event(i) for i in range(events)]}
+        path.write_text(json.dumps(body))
+    return path
+
+
+class Redis:
+    def __init__(self):
+        self.port = free_port()
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def cli(self, *args):
+        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True).stdout
+
+    def calls(self):
+        """(round trips, commands): script calls sent by clients, and every command Redis ran, the
+        script's own TIME/HGETALL/HINCRBY/PEXPIRE included."""
+        calls = {line[len("cmdstat_"):].split(":")[0]: int(line.split("calls=")[1].split(",")[0])
+                 for line in self.cli("INFO", "commandstats").splitlines() if line.startswith("cmdstat_")}
+        calls.pop("info", None)
+        round_trips = sum(calls.get(c, 0) for c in ("evalsha", "evalsha_ro", "eval", "script|load", "ping"))
+        return round_trips, sum(calls.values())
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+class Sink:
+    """An OTLP/HTTP endpoint that answers 200 to everything and counts bytes."""
+
+    def __init__(self):
+        self.port = free_port()
+        code = (
+            "import http.server,sys\n"
+            "class H(http.server.BaseHTTPRequestHandler):\n"
+            "  protocol_version='HTTP/1.1'\n"
+            "  def do_POST(self):\n"
+            "    self.rfile.read(int(self.headers.get('content-length',0)))\n"
+            "    self.send_response(200);self.send_header('content-type','application/json');"
+            "self.send_header('content-length','2');self.end_headers();self.wfile.write(b'{}')\n"
+            "  def log_message(self,*a): pass\n"
+            f"http.server.ThreadingHTTPServer(('127.0.0.1',{self.port}),H).serve_forever()\n"
+        )
+        self.proc = subprocess.Popen([sys.executable, "-c", code])
+        wait_port(self.port)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def run_one(s, args, services, tmp):
+    port = free_port()
+    if s.binary == "ceiling":
+        cmd, env = [str(RELEASE / "examples" / "ceiling")], {"CEILING_BIND": f"127.0.0.1:{port}"}
+    else:
+        cmd = [str(RELEASE / "client-telemetry")]
+        env = {"CLIENT_TELEMETRY_BIND": f"127.0.0.1:{port}", "CLIENT_TELEMETRY_TRUSTED_PROXIES": "127.0.0.1",
+               **NO_LIMIT, **s.env}
+        if "redis" in s.needs:
+            services["redis"].cli("FLUSHALL")
+            env["CLIENT_TELEMETRY_REDIS_URL"] = f"redis://127.0.0.1:{services['redis'].port}"
+        if "sink" in s.needs:
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{services['sink'].port}"
+    env = {"PATH": os.environ["PATH"], **env}
+    log = open(Path(tmp) / "gateway.log", "wb")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_port(port)
+        idle_rss = rss_mb(proc.pid, "VmRSS")
+        wrk_env = {**os.environ, "BENCH_BODY": str(body_file(s.events, tmp)), "BENCH_CLIENTS": str(s.clients)}
+        url = f"http://127.0.0.1:{port}/api/client-telemetry"
+        wrk = ["wrk", f"-t{args.threads}", f"-c{args.connections}", "-s", str(ROOT / "scripts/bench/post.lua"), url]
+        subprocess.run([*wrk, "-d1s"], env=wrk_env, capture_output=True, check=True)  # warm-up
+        redis_before = services["redis"].calls() if "redis" in s.needs else (0, 0)
+        cpu_before = cpu_seconds(proc.pid)
+        out = subprocess.run([*wrk, f"-d{args.duration}s"], env=wrk_env, capture_output=True, text=True, check=True)
+        cpu = cpu_seconds(proc.pid) - cpu_before
+        redis_after = services["redis"].calls() if "redis" in s.needs else (0, 0)
+        redis_trips, redis_cmds = (after - before for after, before in zip(redis_after, redis_before))
+        limiter_errors = metric_sum(port, "client_telemetry_rate_limiter_errors_total") if s.binary == "gateway" else None
+        m = wrk_summary(out.stdout)
+        ok = m["requests"] - m["errors_status"]
+        seconds = m["duration_us"] / 1e6
+        half = {}
+        if args.half_rate:
+            # Latency at half of the throughput just measured: the operating point an HPA aims for.
+            paced_env = {**wrk_env, "BENCH_RATE": str(ok / seconds / 2), "BENCH_CONNECTIONS": str(args.connections)}
+            paced = subprocess.run([*wrk, f"-d{args.duration}s"], env=paced_env, capture_output=True, text=True,
+                                   check=True)
+            h = wrk_summary(paced.stdout)
+            half = {"half_rate_p50_ms": h["p50_us"] / 1000, "half_rate_p99_ms": h["p99_us"] / 1000}
+        return {
+            **half,
+            "rps": ok / seconds,
+            "eps": ok * s.events / seconds,
+            "non_2xx": m["errors_status"],
+            "p50_ms": m["p50_us"] / 1000, "p99_ms": m["p99_us"] / 1000, "p999_ms": m["p999_us"] / 1000,
+            "cpu_s_per_M_events": cpu / max(ok * s.events, 1) * 1e6,
+            "idle_rss_mb": idle_rss,
+            "peak_rss_mb": rss_mb(proc.pid, "VmHWM"),
+            "redis_trips_per_req": redis_trips / max(m["requests"], 1) if "redis" in s.needs else None,
+            "redis_cmds_per_req": redis_cmds / max(m["requests"], 1) if "redis" in s.needs else None,
+            # decisions Redis did not make (timeouts, circuit open): the run measured the fallback too
+            "limiter_errors": limiter_errors,
+        }
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        os.unlink(log.name)
+
+
+def wrk_summary(stdout):
+    line = next(l for l in stdout.splitlines() if l.startswith("BENCH "))
+    return {k: int(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+
+
+def metric_sum(port, name):
+    """Sum of every sample of one metric in the gateway's /metrics."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+
+
+def median(runs, key):
+    values = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--duration", type=int, default=10, help="seconds per measured run")
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--scenarios", default="ceiling,memory,redis", help="comma-separated")
+    p.add_argument("--half-rate", action="store_true", help="also measure latency paced at half the throughput")
+    args = p.parse_args()
+    chosen = scenarios(args.scenarios.split(","))
+    OUT.mkdir(parents=True, exist_ok=True)
+    services = {}
+    if any("redis" in s.needs for s in chosen):
+        services["redis"] = Redis()
+    if any("sink" in s.needs for s in chosen):
+        services["sink"] = Sink()
+    results = {s.name: [] for s in chosen}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for r in range(args.rounds):
+                for s in chosen:
+                    res = run_one(s, args, services, tmp)
+                    results[s.name].append(res)
+                    print(f"round {r + 1} {s.name:<20} {res['rps']:>9.0f} req/s {res['eps']:>10.0f} events/s "
+                          f"p99 {res['p99_ms']:.2f} ms", flush=True)
+    finally:
+        for svc in services.values():
+            svc.stop()
+    report(chosen, results, args)
+
+
+def report(chosen, results, args):
+    keys = ["rps", "eps", "p50_ms", "p99_ms", "p999_ms", "cpu_s_per_M_events", "idle_rss_mb", "peak_rss_mb",
+            "redis_trips_per_req", "redis_cmds_per_req", "limiter_errors", "non_2xx", "half_rate_p99_ms"]
+    med = {name: {k: median(runs, k) for k in keys} for name, runs in results.items()}
+    ceiling = med.get("ceiling", {}).get("rps")
+    memory = med.get("memory", {}).get("eps")
+    header = ["scenario", "req/s", "events/s", "p50 ms", "p99 ms", "p99.9 ms", "CPU s / 1M events", "idle RSS MB",
+              "peak RSS MB", "Redis round trips/req", "Redis cmds/req", "limiter errors", "non-2xx",
+              "p99 ms at half rate", "vs ceiling", "vs memory"]
+    rows = []
+    for s in chosen:
+        m = med[s.name]
+        fmt = lambda v, f: "-" if v is None else format(v, f)
+        rows.append([s.name, fmt(m["rps"], ".0f"), fmt(m["eps"], ".0f"), fmt(m["p50_ms"], ".2f"), fmt(m["p99_ms"], ".2f"),
+                     fmt(m["p999_ms"], ".2f"), fmt(m["cpu_s_per_M_events"], ".2f"), fmt(m["idle_rss_mb"], ".1f"),
+                     fmt(m["peak_rss_mb"], ".1f"), fmt(m["redis_trips_per_req"], ".2f"),
+                     fmt(m["redis_cmds_per_req"], ".2f"), fmt(m["limiter_errors"], ".0f"), fmt(m["non_2xx"], ".0f"),
+                     fmt(m["half_rate_p99_ms"], ".2f"),
+                     f"{m['rps'] / ceiling:.0%}" if ceiling else "-", f"{m['eps'] / memory:.0%}" if memory else "-"])
+    md = [f"Medians of {args.rounds} rounds, {args.duration} s each, wrk -t{args.threads} -c{args.connections}, "
+          f"{os.cpu_count()} cores shared by load generator and server.", "",
+          "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += ["| " + " | ".join(r) + " |" for r in rows]
+    text = "\n".join(md)
+    print("\n" + text)
+    (OUT / "results.md").write_text(text + "\n")
+    (OUT / "results.json").write_text(json.dumps({"args": vars(args), "medians": med, "runs": results}, indent=2))
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(10, 4))
+        names = [s.name for s in chosen]
+        ax.barh(names, [med[n]["eps"] for n in names])
+        ax.set_xlabel("events/s (median)")
+        ax.invert_yaxis()
+        fig.tight_layout()
+        fig.savefig(OUT / "results.png")
+    except ImportError:
+        pass
+    print(f"\nwritten: {OUT / 'results.md'}, results.json" + (", results.png" if (OUT / "results.png").exists() else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The one command that passes every test on a fresh machine (CI runs exactly this).
+# It installs or checks what the tests need, then runs: format and lint checks, the Rust unit and
+# integration tests (real binary, real redis-server), the browser client's tests (unit + headless
+# Chromium), the deployment checks and the native local cluster.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+step() { printf '\n==> %s\n' "$*"; }
+need() { # need <command> <debian package>
+  command -v "$1" >/dev/null 2>&1 && return 0
+  step "installing $2 (for $1)"
+  if [[ $(id -u) -ne 0 ]]; then echo "missing: $1 (apt package $2); run as root or install it" >&2; exit 1; fi
+  if [[ -z ${APT_UPDATED:-} ]]; then apt-get update -qq && APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null || { echo "could not install $2" >&2; exit 1; }
+}
+
+need cargo "(the Rust toolchain: install rustup)"
+need redis-server redis-server
+if ! cargo nextest --version >/dev/null 2>&1; then
+  step "installing cargo-nextest"
+  cargo install --locked cargo-nextest >/dev/null
+fi
+
+step "rustfmt"
+cargo fmt --all --check
+step "clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "Rust tests (unit + integration over real sockets)"
+cargo build --locked
+cargo nextest run --locked --no-fail-fast
+
+export GATEWAY_BIN="$PWD/target/debug/client-telemetry"
+for script in scripts/test-client.sh scripts/test-deploy.sh scripts/test-local-cluster.sh; do
+  if [[ -f $script ]]; then
+    step "$script"
+    bash "$script"
+  fi
+done
+step "all tests passed"

@@ -1,0 +1,396 @@
+//! Redis backend: one limit shared by every replica.
+//!
+//! A decision is one EVALSHA of `sliding_window.lua`: the arithmetic of `window.rs` on Redis' clock,
+//! so the replicas' clocks do not matter. A client refused once is refused here until its
+//! `Retry-After` without asking Redis, since nothing can free a slot sooner. Every call has a
+//! deadline; when Redis fails the failure policy decides, and after repeated failures a circuit
+//! breaker stops trying for a short, jittered while, so a dead Redis adds no latency at all.
+
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use deadpool::managed::{self, Object, Pool, PoolError, RecycleResult};
+use moka::sync::Cache;
+use prometheus::{IntCounterVec, IntGauge, Opts};
+use redis::{AsyncConnectionConfig, Client, RedisError, Script, aio::MultiplexedConnection};
+use slog::{Logger, info, warn};
+
+use super::{BoxFuture, Decision, LimitKey, MemoryLimiter, RateLimiter, window::WindowParams};
+use crate::{
+    observability::Metrics,
+    settings::{RateLimitSettings, RedisFailure},
+};
+
+const SCRIPT: &str = include_str!("sliding_window.lua");
+const BACKEND: &str = "redis";
+/// Failures in a row that open the circuit.
+const FAILURES_TO_OPEN: u32 = 3;
+/// How long the circuit stays open, jittered by ±50% so replicas do not all retry at once.
+const OPEN_FOR: Duration = Duration::from_secs(1);
+
+pub struct RedisLimiter {
+    pool: Pool<Connector>,
+    script: Script,
+    params: WindowParams,
+    key_prefix: String,
+    timeout: Duration,
+    refused_until: Cache<LimitKey, Instant>,
+    breaker: Breaker,
+    fallback: Fallback,
+    errors: IntCounterVec,
+    degraded: IntGauge,
+    log: Logger,
+}
+
+enum Fallback {
+    Local(MemoryLimiter),
+    Allow,
+    Deny,
+}
+
+/// The answer of one script call.
+#[derive(Debug, Clone)]
+pub struct ScriptReply {
+    /// Redis' clock when it decided, in microseconds.
+    pub now_us: u64,
+    /// Every key had room, and one request was recorded in each.
+    pub admitted: bool,
+    /// One per key, in call order; `allowed` says whether that key had room.
+    pub limits: Vec<Decision>,
+}
+
+/// Why a call did not produce a decision.
+#[derive(Debug)]
+pub enum CallError {
+    Timeout,
+    Redis(RedisError),
+    Pool(String),
+    Reply(String),
+}
+
+impl CallError {
+    /// The `kind` label of `client_telemetry_rate_limiter_errors_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Timeout => "timeout",
+            CallError::Redis(e) if e.is_timeout() => "timeout",
+            CallError::Redis(e) if e.is_io_error() || e.is_unrecoverable_error() => "connection",
+            CallError::Redis(_) => "server",
+            CallError::Pool(_) => "pool",
+            CallError::Reply(_) => "reply",
+        }
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Timeout => f.write_str("no answer within the deadline"),
+            CallError::Redis(e) => write!(f, "{e}"),
+            CallError::Pool(e) => write!(f, "connection pool: {e}"),
+            CallError::Reply(e) => write!(f, "unexpected script reply: {e}"),
+        }
+    }
+}
+
+impl From<PoolError<RedisError>> for CallError {
+    fn from(error: PoolError<RedisError>) -> Self {
+        match error {
+            PoolError::Backend(e) => CallError::Redis(e),
+            other => CallError::Pool(other.to_string()),
+        }
+    }
+}
+
+impl RedisLimiter {
+    /// Connects lazily: a Redis that is down at start-up is a degraded limiter, not a failed start.
+    pub fn new(settings: &RateLimitSettings, metrics: &Metrics, log: Logger) -> Self {
+        let redis = &settings.redis;
+        let client = Client::open(redis.url.as_str()).expect("the URL was validated with the settings");
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(redis.timeout))
+            .set_response_timeout(Some(redis.timeout));
+        let pool = Pool::builder(Connector { client, config })
+            .max_size(redis.pool_size)
+            .build()
+            .expect("a pool without timeouts needs no runtime");
+        let params = WindowParams::new(settings.window, settings.max_requests);
+        let errors = IntCounterVec::new(
+            Opts::new("client_telemetry_rate_limiter_errors_total", "Rate limiter backend errors, by kind."),
+            &["backend", "kind"],
+        )
+        .expect("valid metric");
+        metrics.register(Box::new(errors.clone()));
+        let degraded = metrics
+            .gauge("client_telemetry_rate_limiter_degraded", "1 while the failure policy decides instead of Redis.");
+        Self {
+            pool,
+            script: Script::new(SCRIPT),
+            params,
+            key_prefix: format!("{}rl:", redis.key_prefix),
+            timeout: redis.timeout,
+            refused_until: Cache::builder()
+                .max_capacity(settings.memory_max_keys)
+                .time_to_live(settings.window + Duration::from_micros(params.granularity_us))
+                .build(),
+            breaker: Breaker::default(),
+            fallback: match redis.failure {
+                RedisFailure::Local => Fallback::Local(MemoryLimiter::new(settings)),
+                RedisFailure::Allow => Fallback::Allow,
+                RedisFailure::Deny => Fallback::Deny,
+            },
+            errors,
+            degraded,
+            log,
+        }
+    }
+
+    /// The Redis key of a limit key. The limit key is the hash tag, so every key one client's call
+    /// touches (per-IP, per-session, de-duplication) can share its Cluster slot.
+    pub fn redis_key(&self, key: &LimitKey) -> String {
+        format!("{}{{{key}}}", self.key_prefix)
+    }
+
+    pub fn params(&self) -> WindowParams {
+        self.params
+    }
+
+    /// One script call deciding every key at once: admitted only if each has room, and then recorded
+    /// in each. Keys must share a hash tag (on a Cluster a script runs on one node). One round trip,
+    /// or three after a `SCRIPT FLUSH` (NOSCRIPT, SCRIPT LOAD, EVALSHA); never past the deadline.
+    pub async fn acquire(&self, keys: &[(String, WindowParams)]) -> Result<ScriptReply, CallError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut connection = match tokio::time::timeout_at(deadline, self.pool.get()).await {
+            Ok(connection) => connection?,
+            Err(_) => return Err(CallError::Timeout),
+        };
+        let mut invocation = self.script.prepare_invoke();
+        for (key, params) in keys {
+            invocation.key(key).arg(params.window_us).arg(params.granularity_us).arg(params.limit);
+        }
+        let reply: Vec<i64> = match tokio::time::timeout_at(deadline, invocation.invoke_async(&mut *connection)).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(error)) => {
+                if error.is_unrecoverable_error() {
+                    drop(Object::take(connection));
+                }
+                return Err(CallError::Redis(error));
+            }
+            Err(_) => {
+                // Late or never: a connection to a stalled server or a half-open socket is not reused.
+                drop(Object::take(connection));
+                return Err(CallError::Timeout);
+            }
+        };
+        parse_reply(&reply, keys).ok_or_else(|| CallError::Reply(format!("{reply:?}")))
+    }
+
+    fn refused_locally(&self, key: &LimitKey) -> Option<Decision> {
+        let left = self.refused_until.get(key)?.checked_duration_since(Instant::now())?;
+        Some(Decision { allowed: false, limit: self.params.limit, remaining: 0, reset_after: left })
+    }
+
+    fn fall_back(&self, key: &LimitKey) -> Decision {
+        let limit = self.params.limit;
+        match &self.fallback {
+            Fallback::Local(memory) => memory.check_at(key, memory.now_us()),
+            Fallback::Allow => Decision { allowed: true, limit, remaining: limit, reset_after: Duration::ZERO },
+            Fallback::Deny => Decision { allowed: false, limit, remaining: 0, reset_after: Duration::from_secs(1) },
+        }
+    }
+
+    fn succeeded(&self) {
+        if self.breaker.success() {
+            self.degraded.set(0);
+            info!(self.log, "rate limiter recovered: deciding on redis again");
+        }
+    }
+
+    fn failed(&self, error: &CallError) {
+        self.errors.with_label_values(&[BACKEND, error.kind()]).inc();
+        if self.breaker.failure() {
+            self.degraded.set(1);
+            warn!(self.log, "rate limiter degraded: redis failed, the failure policy decides";
+                "kind" => error.kind(), "error" => %error);
+        }
+    }
+}
+
+impl RateLimiter for RedisLimiter {
+    fn check<'a>(&'a self, key: &'a LimitKey) -> BoxFuture<'a, Decision> {
+        Box::pin(async move {
+            if let Some(refused) = self.refused_locally(key) {
+                return refused;
+            }
+            if !self.breaker.try_call() {
+                self.errors.with_label_values(&[BACKEND, "circuit_open"]).inc();
+                return self.fall_back(key);
+            }
+            match self.acquire(&[(self.redis_key(key), self.params)]).await {
+                Ok(reply) => {
+                    self.succeeded();
+                    let decision = Decision { allowed: reply.admitted, ..reply.limits[0] };
+                    if !decision.allowed {
+                        self.refused_until.insert(key.clone(), Instant::now() + decision.reset_after);
+                    }
+                    decision
+                }
+                Err(error) => {
+                    self.failed(&error);
+                    self.fall_back(key)
+                }
+            }
+        })
+    }
+
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn degraded(&self) -> bool {
+        self.breaker.is_degraded()
+    }
+}
+
+/// `{ now_us, admitted, then per key: room, remaining, reset_us }`, as the script returns it.
+fn parse_reply(reply: &[i64], keys: &[(String, WindowParams)]) -> Option<ScriptReply> {
+    let ([now_us, admitted], per_key) = reply.split_first_chunk::<2>()?;
+    if per_key.len() != 3 * keys.len() {
+        return None;
+    }
+    let limits = per_key
+        .chunks_exact(3)
+        .zip(keys)
+        .map(|(answer, (_, params))| Decision {
+            allowed: answer[0] == 1,
+            limit: params.limit,
+            remaining: u32::try_from(answer[1]).unwrap_or(0),
+            reset_after: Duration::from_micros(u64::try_from(answer[2]).unwrap_or(0)),
+        })
+        .collect();
+    Some(ScriptReply { now_us: u64::try_from(*now_us).ok()?, admitted: *admitted == 1, limits })
+}
+
+/// Opens multiplexed connections whose connect and response timeouts are the call deadline.
+/// Recycling trusts the connection: a PING per checkout would double the round trips, so a
+/// connection that fails or times out is dropped instead of returned (see `acquire`).
+struct Connector {
+    client: Client,
+    config: AsyncConnectionConfig,
+}
+
+impl managed::Manager for Connector {
+    type Type = MultiplexedConnection;
+    type Error = RedisError;
+
+    async fn create(&self) -> Result<MultiplexedConnection, RedisError> {
+        self.client.get_multiplexed_async_connection_with_config(&self.config).await
+    }
+
+    async fn recycle(&self, _: &mut MultiplexedConnection, _: &managed::Metrics) -> RecycleResult<RedisError> {
+        Ok(())
+    }
+}
+
+/// Closed while calls succeed. After `FAILURES_TO_OPEN` failures in a row it opens for a jittered
+/// `OPEN_FOR`; then one call probes (the others keep falling back) until one succeeds.
+#[derive(Default)]
+struct Breaker {
+    state: Mutex<BreakerState>,
+}
+
+#[derive(Default)]
+struct BreakerState {
+    failures: u32,
+    open_until: Option<Instant>,
+}
+
+impl Breaker {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether this call may go to Redis.
+    fn try_call(&self) -> bool {
+        let mut state = self.lock();
+        match state.open_until {
+            None => true,
+            Some(until) if Instant::now() < until => false,
+            Some(_) => {
+                // This call is the probe: keep the circuit open for the others until it answers.
+                state.open_until = Some(Instant::now() + jittered(OPEN_FOR));
+                true
+            }
+        }
+    }
+
+    /// True when this success ends a degraded spell.
+    fn success(&self) -> bool {
+        let mut state = self.lock();
+        let was_degraded = state.failures > 0;
+        *state = BreakerState::default();
+        was_degraded
+    }
+
+    /// True when this failure starts a degraded spell.
+    fn failure(&self) -> bool {
+        let mut state = self.lock();
+        state.failures += 1;
+        if state.failures >= FAILURES_TO_OPEN {
+            state.open_until = Some(Instant::now() + jittered(OPEN_FOR));
+        }
+        state.failures == 1
+    }
+
+    fn is_degraded(&self) -> bool {
+        self.lock().failures > 0
+    }
+}
+
+fn jittered(base: Duration) -> Duration {
+    base.mul_f64(rand::random_range(0.5..1.5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_breaker_opens_after_repeated_failures_and_lets_one_probe_through_later() {
+        let breaker = Breaker::default();
+        assert!(breaker.try_call() && !breaker.is_degraded());
+        assert!(breaker.failure(), "the first failure starts a degraded spell");
+        assert!(!breaker.failure());
+        assert!(breaker.try_call(), "still closed below the threshold");
+        breaker.failure();
+        assert!(!breaker.try_call(), "open");
+        breaker.lock().open_until = Some(Instant::now());
+        assert!(breaker.try_call(), "the probe");
+        assert!(!breaker.try_call(), "only one probe at a time");
+        assert!(breaker.success(), "the probe's success ends the spell");
+        assert!(breaker.try_call() && !breaker.is_degraded());
+    }
+
+    #[test]
+    fn the_open_time_is_jittered_around_the_base() {
+        let samples: Vec<Duration> = (0..100).map(|_| jittered(OPEN_FOR)).collect();
+        assert!(samples.iter().all(|d| *d >= OPEN_FOR / 2 && *d < OPEN_FOR * 3 / 2));
+        assert!(samples.iter().any(|d| *d != samples[0]));
+    }
+
+    #[test]
+    fn replies_are_read_per_key_and_malformed_ones_refused() {
+        let p = WindowParams::new(Duration::from_secs(60), 10);
+        let keys = [("a".to_string(), p), ("b".to_string(), p)];
+        let reply = parse_reply(&[1_700_000_000_000_000, 0, 1, 4, 30_000_000, 0, 0, 59_000_000], &keys).unwrap();
+        assert_eq!(reply.now_us, 1_700_000_000_000_000);
+        assert!(!reply.admitted);
+        assert!(reply.limits[0].allowed && !reply.limits[1].allowed);
+        assert_eq!(reply.limits[0].remaining, 4);
+        assert_eq!(reply.limits[1].reset_after, Duration::from_secs(59));
+        assert!(parse_reply(&[1, 1, 1, 1], &keys).is_none());
+        assert!(parse_reply(&[], &keys).is_none());
+    }
+}
