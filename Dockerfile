@@ -8,10 +8,12 @@ ARG RUST_VERSION=1.95
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
-# Everything the binary is built from; the browser build and the demo page are embedded in it.
+# Everything the binary is built from: the browser build and the demo page are embedded in it
+# (src/client_assets.rs), the Lua script of the Redis limiter lives in src/.
 COPY src ./src
 COPY examples ./examples
-COPY client ./client
+COPY client/dist/client-telemetry.min.js ./client/dist/
+COPY client/demo ./client/demo
 # Cache mounts keep the crate registry and the dependency build between image builds.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target,sharing=locked \

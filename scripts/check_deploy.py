@@ -87,8 +87,9 @@ class Contract:
         if not job:
             raise SystemExit("docs/contract.md names no Prometheus job")
         self.job = job.group(1)
-        readme = (ROOT / "README.md").read_text() if (ROOT / "README.md").exists() else ""
-        names = set(re.findall(r"\b(?:CLIENT_TELEMETRY|OTEL)_[A-Z0-9_]*[A-Z0-9]\b", text + "\n" + readme))
+        # Settings: the contract's, and those the README and docs/forwarding.md document.
+        docs = "\n".join(p.read_text() for p in (ROOT / "README.md", ROOT / "docs" / "forwarding.md") if p.exists())
+        names = set(re.findall(r"\b(?:CLIENT_TELEMETRY|OTEL)_[A-Z0-9_]*[A-Z0-9]\b", text + "\n" + docs))
         self.env_prefixes = {p.rstrip("_") + "_" for p in re.findall(r"\b(OTEL_[A-Z_]+_)\*", text)}
         self.env = names
 
@@ -869,6 +870,16 @@ def _dockerfile():
                     problems.append(f"COPY {src}: not in the build context")
                 elif ignored(rel, patterns):
                     problems.append(f"COPY {src}: excluded by .dockerignore")
+    # What the build reads besides src/: files embedded with include_str!/include_bytes!.
+    copied = [src.strip("./") for c in cmds if c.cmd == "COPY" and not any(f.startswith("--from") for f in c.flags)
+              for src in c.value[:-1]]
+    for rs in (ROOT / "src").rglob("*.rs"):
+        for inc in re.findall(r'include_(?:str|bytes)!\(\s*"([^"]+)"', rs.read_text()):
+            rel = os.path.relpath((rs.parent / inc).resolve(), ROOT)
+            if not any(rel == c or rel.startswith(c.rstrip("/") + "/") for c in copied):
+                problems.append(f"{rs.relative_to(ROOT)} embeds {rel}, which no COPY brings into the build")
+            elif ignored(rel, patterns):
+                problems.append(f"{rs.relative_to(ROOT)} embeds {rel}, which .dockerignore excludes")
     for needed in ("target", ".git", "client/node_modules"):
         if not ignored(needed, patterns):
             problems.append(f".dockerignore does not exclude {needed}")
