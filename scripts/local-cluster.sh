@@ -116,9 +116,10 @@ start() {
   launch otlp-sink "$DIR/otlp-sink.log" "${HELPER[@]}" otlp-sink "$sink_port"
   "${HELPER[@]}" wait-http "http://127.0.0.1:$sink_port/health" 10 || fail_start "OTLP sink did not start"
 
-  # Gateways: port 0, addresses read back from their "listening" line. The Redis timeout is
-  # generous: debug builds on a busy 2-core machine would otherwise fall back to the local limiter
-  # now and then, and the shared-limit check is about sharing, not about Redis latency.
+  # Gateways: port 0, addresses read back from their "listening" line. The Redis timeout and pool
+  # are generous: debug builds on a busy 2-core machine (250 ms was seen to expire) would otherwise
+  # fall back to the local limiter now and then, and the shared-limit check is about sharing, not
+  # about Redis latency. A killed Redis still fails at once (connection refused).
   local i addr admin got_backend upstreams="" targets="" gateways_json=""
   for i in $(seq 1 $REPLICAS); do
     CLIENT_TELEMETRY_BIND=127.0.0.1:0 \
@@ -130,7 +131,8 @@ start() {
       CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS=$LIMIT \
       CLIENT_TELEMETRY_REDIS_URL=redis://127.0.0.1:$redis_port/0 \
       CLIENT_TELEMETRY_REDIS_KEY_PREFIX=client-telemetry-local: \
-      CLIENT_TELEMETRY_REDIS_TIMEOUT_MS=250 \
+      CLIENT_TELEMETRY_REDIS_TIMEOUT_MS=2000 \
+      CLIENT_TELEMETRY_REDIS_POOL_SIZE=32 \
       CLIENT_TELEMETRY_TRUSTED_PROXIES=$PROXY_ADDR/32 \
       CLIENT_TELEMETRY_SHUTDOWN_DELAY_MS=0 \
       CLIENT_TELEMETRY_SHUTDOWN_GRACE_MS=3000 \

@@ -365,8 +365,11 @@ def check(cluster_json: str) -> int:
         if n != limit:
             problems.append(f"{ip}: {n} of {len(results[ip])} requests admitted, the limit is {limit} per window")
     if problems:
+        errors = sum(metric_sum(metrics_text(g["admin"]), "client_telemetry_rate_limiter_errors_total") for g in gateways)
         problems.insert(0, f"backend {backend}: admitted per client ranges {min(admitted.values())}..{max(admitted.values())}"
-                           f" for a limit of {limit} across {len(gateways)} replicas: the limit is not shared")
+                           f" for a limit of {limit} across {len(gateways)} replicas: the limit is not shared"
+                           + (f" ({int(errors)} limiter errors during the flood: those requests were decided by the"
+                              " local fallback; is the machine overloaded?)" if errors else ""))
     rep.check("the limit is shared across replicas through the load balancer", problems[:6],
               f"every client admitted exactly {limit}, of {per_client} or {4 * flood_per_conn}")
 

@@ -47,7 +47,11 @@ done
 mkdir -p "$(dirname "$LOCAL_CLUSTER_DIR")"
 
 # --- Up, check, down (down also on failure and interrupt) ------------------------------------
-cleanup() { bash scripts/local-cluster.sh stop || true; }
+check_pid=
+cleanup() {
+  [[ -n $check_pid ]] && kill -TERM "$check_pid" 2>/dev/null
+  bash scripts/local-cluster.sh stop || true
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -70,7 +74,12 @@ cat "$LOCAL_CLUSTER_DIR.start.log"
 
 say "checking the local cluster ($backend backend)"
 rc=0
-timeout 150 python3 scripts/local_cluster.py check "$LOCAL_CLUSTER_DIR/cluster.json" || rc=$?
+# In the background, so that an interrupt runs the trap now (bash defers traps until a foreground
+# child returns, and `wait` is interruptible).
+timeout 150 python3 scripts/local_cluster.py check "$LOCAL_CLUSTER_DIR/cluster.json" &
+check_pid=$!
+wait "$check_pid" || rc=$?
+check_pid=
 ((rc == 124)) && echo "test-local-cluster: the checks timed out after 150 s" >&2
 if ((rc != 0)); then
   say "gateway service logs (client events left out)"

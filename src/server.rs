@@ -21,7 +21,11 @@ use crate::{
     client_ip::ClientIdentity,
     forward::{self, Forwarder},
     health::{self, Lifecycle},
-    ingest::{self, Rejection, response::RateLimitHeaders},
+    ingest::{
+        self, Rejection,
+        event::{Event, Level},
+        response::RateLimitHeaders,
+    },
     observability::{Logs, Metrics},
     ratelimit::Limiter,
     scrub::{Redactions, Scrubber},
@@ -70,6 +74,18 @@ impl AppState {
         }
     }
 
+    pub fn count_levels(&self, events: &[Event<'_>]) {
+        let mut counts = [0u64; 3];
+        for event in events {
+            counts[event.level as usize] += 1;
+        }
+        for (level, count) in [Level::Info, Level::Warn, Level::Error].into_iter().zip(counts) {
+            if count > 0 {
+                self.metrics.events.with_label_values(&[level.as_str()]).inc_by(count);
+            }
+        }
+    }
+
     pub fn count_rejections(&self, rejected: &[Rejection]) {
         for r in rejected {
             self.metrics.events_rejected.with_label_values(&[r.invalid.reason.as_str()]).inc();
@@ -103,8 +119,10 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     let state = Data::new(AppState { forwarder, ..AppState::new(&settings, metrics, logs.clone()) });
     let health_on_ingest = settings.admin_bind.is_none();
     let origins = settings.cors_allowed_origins.clone();
-    let grace_secs = settings.shutdown.grace.as_secs_f64().ceil() as u64;
     let limits = settings.transport.clone();
+    // Our own drain waits for in-flight requests (the grace period); what actix then waits for is
+    // only idle keep-alive connections, which need no more than a moment.
+    const IDLE_CONNECTIONS_SECS: u64 = 1;
 
     let app_state = state.clone();
     let mut ingest_server = HttpServer::new(move || {
@@ -121,7 +139,7 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
             })
     })
     .disable_signals()
-    .shutdown_timeout(grace_secs)
+    .shutdown_timeout(IDLE_CONNECTIONS_SECS)
     .client_request_timeout(limits.header_read_timeout)
     .client_disconnect_timeout(transport::DISCONNECT_TIMEOUT)
     .keep_alive(limits.keep_alive)
@@ -139,7 +157,7 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
             let server = HttpServer::new(move || App::new().app_data(admin_state.clone()).configure(health::routes))
                 .workers(1)
                 .disable_signals()
-                .shutdown_timeout(grace_secs)
+                .shutdown_timeout(IDLE_CONNECTIONS_SECS)
                 .bind(bind)?;
             Some(server)
         }

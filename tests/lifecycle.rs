@@ -79,3 +79,20 @@ fn an_in_flight_request_finishes_before_exit() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(gateway.event_lines().len(), 5, "accepted during shutdown and logged before exit");
 }
+
+#[test]
+fn an_idle_keep_alive_connection_does_not_hold_up_the_exit() {
+    let mut gateway = Gateway::start(&[("CLIENT_TELEMETRY_SHUTDOWN_GRACE_MS", "10000")]);
+    let body = batch(1);
+    let mut stream = TcpStream::connect(gateway.addr).unwrap();
+    write!(stream, "POST /api/client-telemetry HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}", body.len())
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = stream.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 204"));
+    // the connection stays open, idle; a load balancer's pool looks like this
+    let started = Instant::now();
+    gateway.signal("TERM");
+    assert!(gateway.wait_exit(Duration::from_secs(10)).success());
+    assert!(started.elapsed() < Duration::from_secs(3), "exit took {:?}", started.elapsed());
+}

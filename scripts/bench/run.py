@@ -33,6 +33,7 @@ class Scenario:
     events: int = 20
     clients: int = 10_000
     needs: tuple = ()  # "redis", "sink"
+    replicas: int = 1
 
 
 def scenarios(selected):
@@ -48,6 +49,9 @@ def scenarios(selected):
         Scenario("memory-batch100", events=100),
         Scenario("memory-10-clients", clients=10),
         Scenario("memory-1M-clients", clients=1_000_000),
+        Scenario("redis-1M-clients", env=redis, needs=("redis",), clients=1_000_000),
+        Scenario("redis-3-replicas", env=redis, needs=("redis",), replicas=3),
+        Scenario("memory+otlp-collector-down", env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}),
     ]
     by_name = {s.name: s for s in all_}
     unknown = [n for n in selected if n not in by_name]
@@ -154,7 +158,7 @@ class Sink:
         self.proc.wait()
 
 
-def run_one(s, args, services, tmp):
+def start_server(s, services, tmp, index):
     port = free_port()
     if s.binary == "ceiling":
         cmd, env = [str(RELEASE / "examples" / "ceiling")], {"CEILING_BIND": f"127.0.0.1:{port}"}
@@ -163,37 +167,56 @@ def run_one(s, args, services, tmp):
         env = {"CLIENT_TELEMETRY_BIND": f"127.0.0.1:{port}", "CLIENT_TELEMETRY_TRUSTED_PROXIES": "127.0.0.1",
                **NO_LIMIT, **s.env}
         if "redis" in s.needs:
-            services["redis"].cli("FLUSHALL")
             env["CLIENT_TELEMETRY_REDIS_URL"] = f"redis://127.0.0.1:{services['redis'].port}"
         if "sink" in s.needs:
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{services['sink'].port}"
     env = {"PATH": os.environ["PATH"], **env}
-    log = open(Path(tmp) / "gateway.log", "wb")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log = open(Path(tmp) / f"gateway-{index}.log", "wb")
+    return port, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log
+
+
+def run_wrk(ports, wrk_args, env, seconds):
+    """One wrk per replica, all at once (replicas behind a load balancer); merged summary."""
+    procs = [subprocess.Popen(["wrk", *wrk_args, f"-d{seconds}s", "-s", str(ROOT / "scripts/bench/post.lua"),
+                               f"http://127.0.0.1:{port}/api/client-telemetry"], env=env, stdout=subprocess.PIPE,
+                              text=True) for port in ports]
+    outs = [wrk_summary(p.communicate()[0]) for p in procs]
+    merged = {k: sum(o[k] for o in outs) for k in ("requests", "errors_status")}
+    merged["duration_us"] = max(o["duration_us"] for o in outs)
+    # the worst replica's percentiles: what a client of the fleet can meet
+    merged.update({k: max(o[k] for o in outs) for k in ("p50_us", "p99_us", "p999_us")})
+    return merged
+
+
+def run_one(s, args, services, tmp):
+    if "redis" in s.needs:
+        services["redis"].cli("FLUSHALL")
+    servers = [start_server(s, services, tmp, i) for i in range(s.replicas)]
+    ports, procs = [p for p, _, _ in servers], [proc for _, proc, _ in servers]
     try:
-        wait_port(port)
-        idle_rss = rss_mb(proc.pid, "VmRSS")
+        for port in ports:
+            wait_port(port)
+        idle_rss = max(rss_mb(p.pid, "VmRSS") for p in procs)
         wrk_env = {**os.environ, "BENCH_BODY": str(body_file(s.events, tmp)), "BENCH_CLIENTS": str(s.clients)}
-        url = f"http://127.0.0.1:{port}/api/client-telemetry"
-        wrk = ["wrk", f"-t{args.threads}", f"-c{args.connections}", "-s", str(ROOT / "scripts/bench/post.lua"), url]
-        subprocess.run([*wrk, "-d1s"], env=wrk_env, capture_output=True, check=True)  # warm-up
+        connections = max(args.connections // s.replicas, 1)
+        wrk_args = [f"-t{args.threads}", f"-c{connections}"]
+        run_wrk(ports, wrk_args, wrk_env, 1)  # warm-up
         redis_before = services["redis"].calls() if "redis" in s.needs else (0, 0)
-        cpu_before = cpu_seconds(proc.pid)
-        out = subprocess.run([*wrk, f"-d{args.duration}s"], env=wrk_env, capture_output=True, text=True, check=True)
-        cpu = cpu_seconds(proc.pid) - cpu_before
+        cpu_before = sum(cpu_seconds(p.pid) for p in procs)
+        m = run_wrk(ports, wrk_args, wrk_env, args.duration)
+        cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu_before
         redis_after = services["redis"].calls() if "redis" in s.needs else (0, 0)
         redis_trips, redis_cmds = (after - before for after, before in zip(redis_after, redis_before))
-        limiter_errors = metric_sum(port, "client_telemetry_rate_limiter_errors_total") if s.binary == "gateway" else None
-        m = wrk_summary(out.stdout)
+        limiter_errors = (sum(metric_sum(port, "client_telemetry_rate_limiter_errors_total") for port in ports)
+                          if s.binary == "gateway" else None)
         ok = m["requests"] - m["errors_status"]
         seconds = m["duration_us"] / 1e6
         half = {}
         if args.half_rate:
             # Latency at half of the throughput just measured: the operating point an HPA aims for.
-            paced_env = {**wrk_env, "BENCH_RATE": str(ok / seconds / 2), "BENCH_CONNECTIONS": str(args.connections)}
-            paced = subprocess.run([*wrk, f"-d{args.duration}s"], env=paced_env, capture_output=True, text=True,
-                                   check=True)
-            h = wrk_summary(paced.stdout)
+            paced_env = {**wrk_env, "BENCH_RATE": str(ok / seconds / 2 / s.replicas),
+                         "BENCH_CONNECTIONS": str(connections)}
+            h = run_wrk(ports, wrk_args, paced_env, args.duration)
             half = {"half_rate_p50_ms": h["p50_us"] / 1000, "half_rate_p99_ms": h["p99_us"] / 1000}
         return {
             **half,
@@ -203,20 +226,22 @@ def run_one(s, args, services, tmp):
             "p50_ms": m["p50_us"] / 1000, "p99_ms": m["p99_us"] / 1000, "p999_ms": m["p999_us"] / 1000,
             "cpu_s_per_M_events": cpu / max(ok * s.events, 1) * 1e6,
             "idle_rss_mb": idle_rss,
-            "peak_rss_mb": rss_mb(proc.pid, "VmHWM"),
+            "peak_rss_mb": max(rss_mb(p.pid, "VmHWM") for p in procs),
             "redis_trips_per_req": redis_trips / max(m["requests"], 1) if "redis" in s.needs else None,
             "redis_cmds_per_req": redis_cmds / max(m["requests"], 1) if "redis" in s.needs else None,
             # decisions Redis did not make (timeouts, circuit open): the run measured the fallback too
             "limiter_errors": limiter_errors,
         }
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        os.unlink(log.name)
+        for _, proc, log in servers:
+            proc.send_signal(signal.SIGTERM)
+        for _, proc, log in servers:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+            os.unlink(log.name)
 
 
 def wrk_summary(stdout):

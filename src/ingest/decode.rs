@@ -1,12 +1,13 @@
 //! From body text to accepted events: the batch `{"events":[…]}` or the legacy single event.
 //!
-//! Each batch element is parsed on its own, so one bad event does not cost the others.
+//! A well-formed batch is parsed in one pass. Only when that fails is each element parsed on its
+//! own, to say which events are wrong: one bad event does not cost the others.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{
-    event::{Event, Invalid, parse_event},
+    event::{Event, Invalid, WireEvent, parse_event, validate},
     response::IngestError,
 };
 use crate::settings::Limits;
@@ -20,6 +21,13 @@ pub struct Batch<'a> {
 pub struct Rejection {
     pub index: usize,
     pub invalid: Invalid,
+}
+
+/// The common case: every event has the right fields and types.
+#[derive(Deserialize)]
+struct WellFormedBatch<'a> {
+    #[serde(borrow)]
+    events: Vec<WireEvent<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -44,6 +52,9 @@ pub fn decode<'a>(body: &'a str, limits: &Limits) -> Result<Batch<'a>, IngestErr
             Ok(_) => IngestError::BadShape(NOT_AN_OBJECT.into()),
         });
     }
+    if let Ok(batch) = serde_json::from_str::<WellFormedBatch<'a>>(body) {
+        return collect(batch.events.into_iter().map(|wire| validate(wire, limits)), limits);
+    }
     let envelope: Envelope<'a> = serde_json::from_str(body).map_err(IngestError::from_json)?;
     let Some(events) = envelope.events else {
         // Legacy: the body is one event.
@@ -56,15 +67,23 @@ pub fn decode<'a>(body: &'a str, limits: &Limits) -> Result<Batch<'a>, IngestErr
         return Err(IngestError::BadShape("`events` must be an array of events".into()));
     }
     let raw: Vec<&'a RawValue> = serde_json::from_str(events.get()).map_err(IngestError::from_json)?;
-    if raw.is_empty() {
+    collect(raw.into_iter().map(|event| parse_event(event.get(), limits)), limits)
+}
+
+/// Checks the count before any event is validated, then splits the accepted from the refused.
+fn collect<'a>(
+    events: impl ExactSizeIterator<Item = Result<Event<'a>, Invalid>>,
+    limits: &Limits,
+) -> Result<Batch<'a>, IngestError> {
+    if events.len() == 0 {
         return Err(IngestError::BadShape("`events` is empty: send at least one event".into()));
     }
-    if raw.len() > limits.max_events_per_request {
-        return Err(IngestError::TooManyEvents { count: raw.len(), max: limits.max_events_per_request });
+    if events.len() > limits.max_events_per_request {
+        return Err(IngestError::TooManyEvents { count: events.len(), max: limits.max_events_per_request });
     }
-    let mut batch = Batch { events: Vec::with_capacity(raw.len()), rejected: Vec::new() };
-    for (index, event) in raw.into_iter().enumerate() {
-        match parse_event(event.get(), limits) {
+    let mut batch = Batch { events: Vec::with_capacity(events.len()), rejected: Vec::new() };
+    for (index, event) in events.enumerate() {
+        match event {
             Ok(event) => batch.events.push(event),
             Err(invalid) => batch.rejected.push(Rejection { index, invalid }),
         }

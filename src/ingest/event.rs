@@ -47,9 +47,10 @@ pub struct Event<'a> {
     pub context: Option<Arc<Map<String, Value>>>,
 }
 
+/// One event as sent, before validation.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireEvent<'a> {
+pub struct WireEvent<'a> {
     level: Level,
     #[serde(borrow)]
     scope: Cow<'a, str>,
@@ -102,6 +103,11 @@ impl Invalid {
 /// Parses and validates one event.
 pub fn parse_event<'a>(json: &'a str, limits: &Limits) -> Result<Event<'a>, Invalid> {
     let wire: WireEvent<'a> = serde_json::from_str(json).map_err(|e| Invalid::new(Reason::Schema, e.to_string()))?;
+    validate(wire, limits)
+}
+
+/// The checks serde cannot make: sizes, emptiness, NULs, the timestamp and the context's bounds.
+pub fn validate<'a>(wire: WireEvent<'a>, limits: &Limits) -> Result<Event<'a>, Invalid> {
     text_field("scope", &wire.scope, limits.max_scope_bytes, true)?;
     text_field("sessionId", &wire.session_id, limits.max_id_bytes, true)?;
     text_field("message", &wire.message, limits.max_message_bytes, false)?;

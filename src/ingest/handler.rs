@@ -58,13 +58,19 @@ async fn accept(request: &HttpRequest, payload: web::Payload, state: &AppState) 
     })?;
 
     let received_at = super::rfc3339_now();
-    for event in &mut batch.events {
-        if let Some(scrubber) = &state.scrubber {
+    if let Some(scrubber) = &state.scrubber {
+        for event in &mut batch.events {
             state.count_redactions(scrubber.scrub_event(event));
         }
-        event_log::write(&state.logs.events, event, &received_at);
-        state.metrics.events.with_label_values(&[event.level.as_str()]).inc();
     }
+    {
+        // One request's lines travel to the log writer together.
+        let _lines = state.logs.batch();
+        for event in &batch.events {
+            event_log::write(&state.logs.events, event, &received_at);
+        }
+    }
+    state.count_levels(&batch.events);
     // The local copy is written; forwarding only queues, it never waits on the collector.
     if let Some(forwarder) = &state.forwarder {
         forwarder.enqueue(&batch.events);

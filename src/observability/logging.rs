@@ -4,9 +4,10 @@
 //! level) and `events` for lines that are part of the record and never filtered (accepted client
 //! events, the start-up line).
 //!
-//! A line is formatted on the thread that logs it, into a reused per-thread buffer, and only its
-//! bytes cross a bounded channel to the writer, which writes through a buffer and flushes whenever
-//! the channel runs empty. (slog-async would copy every key and value into owned boxes first; at
+//! A line is formatted on the thread that logs it, into a per-thread buffer, and only bytes cross a
+//! bounded channel to the writer, which writes through a buffer and flushes whenever the channel
+//! runs empty. Within a `Logs::batch()` scope (one request's events) the lines travel together, one
+//! channel message and one wake-up for the lot. (slog-async would copy every key and value into owned boxes first; at
 //! hundreds of thousands of lines a second that cost more than the formatting.) Logging never
 //! blocks a worker: when the channel is full the line is dropped and counted in
 //! `client_telemetry_log_lines_dropped_total`.
@@ -27,6 +28,36 @@ use slog_json::Json;
 pub struct Logs {
     pub service: Logger,
     pub events: Logger,
+    sender: SyncSender<Line>,
+    dropped: IntCounter,
+}
+
+impl Logs {
+    /// Until the guard drops, lines logged on this thread are shipped to the writer together.
+    /// Hold it only across code that does not await (an actix worker runs one task at a time).
+    pub fn batch(&self) -> Batch {
+        PENDING.with(|p| p.borrow_mut().batching += 1);
+        Batch { lines: self.sender.clone(), dropped: self.dropped.clone() }
+    }
+}
+
+/// See [`Logs::batch`].
+pub struct Batch {
+    lines: SyncSender<Line>,
+    dropped: IntCounter,
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        let ready = PENDING.with(|p| {
+            let mut p = p.borrow_mut();
+            p.batching -= 1;
+            (p.batching == 0).then(|| p.take())
+        });
+        if let Some((bytes, lines)) = ready {
+            ship(&self.lines, &self.dropped, bytes, lines);
+        }
+    }
 }
 
 /// Lines waiting for the writer at most (about 1 KB each: a few MB at worst).
@@ -44,13 +75,13 @@ pub fn init_logs_to<W: Write + Send + 'static>(out: W, level: Level, dropped: In
         .name("log-writer".into())
         .spawn(move || write_lines(receiver, BufWriter::with_capacity(WRITE_BUFFER, out)))
         .expect("spawn the log writer");
-    let drain = std::sync::Arc::new(ChannelDrain { lines: lines.clone(), dropped });
+    let drain = std::sync::Arc::new(ChannelDrain { lines: lines.clone(), dropped: dropped.clone() });
     let service = Logger::root(
         LevelFilter::new(drain.clone(), level).ignore_res(),
         o!("ts" => FnValue(|_: &Record| crate::ingest::rfc3339_now())),
     );
     let events = Logger::root(drain, o!());
-    (Logs { service, events }, LogWriter { lines, thread: Some(thread) })
+    (Logs { service, events, sender: lines.clone(), dropped }, LogWriter { lines, thread: Some(thread) })
 }
 
 /// Lower-case level names; client events keep their own (`info`, `warn`, `error`).
@@ -142,6 +173,20 @@ impl Write for SharedBuffer {
     }
 }
 
+/// Formatted lines not yet shipped (only while a batch is open).
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    lines: u64,
+    batching: usize,
+}
+
+impl Pending {
+    fn take(&mut self) -> (Vec<u8>, u64) {
+        (std::mem::take(&mut self.bytes), std::mem::take(&mut self.lines))
+    }
+}
+
 thread_local! {
     static FORMATTER: Formatter = {
         let buffer = SharedBuffer::default();
@@ -153,6 +198,18 @@ thread_local! {
             .build();
         Formatter { json, buffer }
     };
+    static PENDING: RefCell<Pending> = RefCell::default();
+}
+
+/// Hands lines to the writer; when the channel is full, or the writer gone at exit, they are lost
+/// and counted.
+fn ship(sender: &SyncSender<Line>, dropped: &IntCounter, bytes: Vec<u8>, lines: u64) {
+    if lines == 0 {
+        return;
+    }
+    if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = sender.try_send(Line::Bytes(bytes)) {
+        dropped.inc_by(lines);
+    }
 }
 
 impl Drain for ChannelDrain {
@@ -160,18 +217,22 @@ impl Drain for ChannelDrain {
     type Err = slog::Never;
 
     fn log(&self, record: &Record, values: &OwnedKVList) -> Result<(), slog::Never> {
-        let line = FORMATTER.with(|f| {
+        let formatted = FORMATTER.with(|f| {
             f.buffer.0.borrow_mut().clear();
-            f.json.log(record, values).ok().map(|()| f.buffer.0.borrow().clone())
+            let ok = f.json.log(record, values).is_ok();
+            ok.then(|| {
+                PENDING.with(|p| {
+                    let mut p = p.borrow_mut();
+                    p.bytes.extend_from_slice(&f.buffer.0.borrow());
+                    p.lines += 1;
+                    (p.batching == 0).then(|| p.take())
+                })
+            })
         });
-        // Unformattable (cannot happen with our values), channel full, or the writer gone at exit:
-        // the line is lost, and counted.
-        let sent = line.is_some_and(|bytes| match self.lines.try_send(Line::Bytes(bytes)) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
-        });
-        if !sent {
-            self.dropped.inc();
+        match formatted {
+            Some(Some((bytes, lines))) => ship(&self.lines, &self.dropped, bytes, lines),
+            Some(None) => {}            // shipped with its batch
+            None => self.dropped.inc(), // unformattable: cannot happen with our values, but counted
         }
         Ok(())
     }
@@ -215,6 +276,28 @@ mod tests {
         );
         assert!(lines[0]["ts"].is_string());
         assert_eq!((lines[1]["msg"].as_str(), lines[1]["level"].as_str()), (Some("client event"), Some("info")));
+        assert_eq!(dropped.get(), 0);
+    }
+
+    #[test]
+    fn a_batch_ships_its_lines_together_when_it_closes() {
+        let out = Captured::default();
+        let dropped = IntCounter::new("d", "d").unwrap();
+        let (logs, writer) = init_logs_to(out.clone(), Level::Info, dropped.clone());
+        {
+            let _batch = logs.batch();
+            for i in 0..3 {
+                slog::info!(logs.events, "client event"; "i" => i);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert!(out.0.lock().unwrap().is_empty(), "nothing leaves before the batch closes");
+        }
+        slog::info!(logs.events, "after");
+        writer.finish();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let msgs: Vec<String> =
+            text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["i"].to_string()).collect();
+        assert_eq!(msgs, ["0", "1", "2", "null"]);
         assert_eq!(dropped.get(), 0);
     }
 

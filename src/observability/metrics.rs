@@ -83,6 +83,17 @@ impl Metrics {
         )
         .unwrap();
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        // The series alerts and dashboards read exist from the start at 0, so rate() sees a first
+        // burst whole instead of starting from it.
+        for status in ["200", "204", "400", "401", "403", "408", "413", "415", "429"] {
+            requests.with_label_values(&[status]);
+        }
+        for level in ["info", "warn", "error"] {
+            events.with_label_values(&[level]);
+        }
+        for kind in crate::scrub::Kind::ALL {
+            redactions.with_label_values(&[kind.as_str()]);
+        }
 
         reg(Box::new(requests.clone()));
         reg(Box::new(request_duration.clone()));

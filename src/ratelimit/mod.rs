@@ -74,6 +74,10 @@ impl Limiter {
         settings: &RateLimitSettings,
         metrics: &crate::observability::Metrics,
     ) -> Self {
+        // Every series exists from the start at 0, so rate() sees the first burst whole.
+        for decision in ["allowed", "limited", "dry_run_limited", "exempt"] {
+            metrics.rate_limit_decisions.with_label_values(&[backend.backend(), decision]);
+        }
         Self {
             backend,
             limit: settings.max_requests,

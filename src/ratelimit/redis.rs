@@ -123,6 +123,10 @@ impl RedisLimiter {
         )
         .expect("valid metric");
         metrics.register(Box::new(errors.clone()));
+        // Every series exists from the start at 0, so rate() sees the first burst whole.
+        for kind in ["timeout", "connection", "server", "pool", "reply", "circuit_open"] {
+            errors.with_label_values(&[BACKEND, kind]);
+        }
         let degraded = metrics
             .gauge("client_telemetry_rate_limiter_degraded", "1 while the failure policy decides instead of Redis.");
         Self {
