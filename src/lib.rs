@@ -2,6 +2,7 @@
 //!
 //! The request path is `ingest::handler`; each concern it uses lives in its own module.
 
+pub mod access;
 pub mod client_assets;
 pub mod client_ip;
 pub mod forward;
@@ -9,5 +10,7 @@ pub mod health;
 pub mod ingest;
 pub mod observability;
 pub mod ratelimit;
+pub mod scrub;
 pub mod server;
 pub mod settings;
+pub mod transport;

@@ -10,12 +10,13 @@ use actix_cors::Cors;
 use actix_web::{
     App, HttpServer,
     http::header,
-    middleware::Condition,
+    middleware::{Condition, from_fn},
     web::{self, Data},
 };
 use slog::info;
 
 use crate::{
+    access::{API_KEY_HEADER, Access},
     client_assets,
     client_ip::ClientIdentity,
     forward::{self, Forwarder},
@@ -27,7 +28,9 @@ use crate::{
     },
     observability::{Logs, Metrics},
     ratelimit::Limiter,
+    scrub::{Redactions, Scrubber},
     settings::{Limits, Settings},
+    transport,
 };
 
 /// What every request handler shares.
@@ -41,6 +44,9 @@ pub struct AppState {
     pub lifecycle: Lifecycle,
     /// OTLP forwarding; `None` when off.
     pub forwarder: Option<Forwarder>,
+    pub access: Access,
+    /// None when scrubbing is turned off.
+    pub scrubber: Option<Scrubber>,
 }
 
 impl AppState {
@@ -54,6 +60,17 @@ impl AppState {
             logs,
             lifecycle: Lifecycle::default(),
             forwarder: None,
+            access: Access::new(settings.access.clone()),
+            scrubber: settings
+                .scrub
+                .enabled
+                .then(|| Scrubber::new(&settings.scrub).expect("patterns were checked with the settings")),
+        }
+    }
+
+    pub fn count_redactions(&self, redactions: Redactions) {
+        for (kind, n) in redactions.iter() {
+            self.metrics.redactions.with_label_values(&[kind.as_str()]).inc_by(u64::from(n));
         }
     }
 
@@ -79,7 +96,11 @@ impl AppState {
 fn cors(origins: &[String]) -> Cors {
     let cors = origins.iter().fold(Cors::default(), |cors, origin| cors.allowed_origin(origin));
     cors.allowed_methods(["POST", "GET"])
-        .allowed_header(header::CONTENT_TYPE)
+        .allowed_headers([
+            header::CONTENT_TYPE,
+            header::CONTENT_ENCODING,
+            header::HeaderName::from_static(API_KEY_HEADER),
+        ])
         .expose_headers([
             header::RETRY_AFTER,
             header::HeaderName::from_static("ratelimit"),
@@ -98,6 +119,7 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     let state = Data::new(AppState { forwarder, ..AppState::new(&settings, metrics, logs.clone()) });
     let health_on_ingest = settings.admin_bind.is_none();
     let origins = settings.cors_allowed_origins.clone();
+    let limits = settings.transport.clone();
     // Our own drain waits for in-flight requests (the grace period); what actix then waits for is
     // only idle keep-alive connections, which need no more than a moment.
     const IDLE_CONNECTIONS_SECS: u64 = 1;
@@ -107,6 +129,7 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
         App::new()
             .app_data(app_state.clone())
             .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
+            .wrap(from_fn(transport::close_old_connections))
             .route(ingest::PATH, web::post().to(ingest::ingest))
             .configure(client_assets::routes)
             .configure(|cfg| {
@@ -116,7 +139,12 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
             })
     })
     .disable_signals()
-    .shutdown_timeout(IDLE_CONNECTIONS_SECS);
+    .shutdown_timeout(IDLE_CONNECTIONS_SECS)
+    .client_request_timeout(limits.header_read_timeout)
+    .client_disconnect_timeout(transport::DISCONNECT_TIMEOUT)
+    .keep_alive(limits.keep_alive)
+    .max_connections(limits.max_connections_per_worker)
+    .on_connect(transport::on_connect(limits.max_connection_age));
     if settings.workers > 0 {
         ingest_server = ingest_server.workers(settings.workers);
     }

@@ -11,6 +11,8 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
 use crate::forward::{ForwardSettings, RawForward};
+pub use crate::scrub::ScrubSettings;
+use crate::scrub::{self, Kind};
 
 pub const ENV_PREFIX: &str = "CLIENT_TELEMETRY";
 /// The OpenTelemetry ecosystem's own variables (forwarding), read without the prefix.
@@ -28,6 +30,9 @@ pub struct Settings {
     pub cors_allowed_origins: Vec<String>,
     pub limits: Limits,
     pub shutdown: ShutdownSettings,
+    pub scrub: ScrubSettings,
+    pub access: AccessSettings,
+    pub transport: TransportSettings,
     /// OTLP forwarding; `None` (no endpoint set) means off.
     pub forward: Option<ForwardSettings>,
 }
@@ -84,6 +89,32 @@ pub struct Limits {
     /// Keys counted over every nested object of one event's context.
     pub max_context_keys: usize,
     pub max_context_depth: usize,
+    /// Accept `Content-Encoding: gzip`; `max_body_bytes` then bounds the decompressed body.
+    pub accept_gzip: bool,
+    /// Decompressed bytes per compressed byte beyond which a body is refused as a bomb.
+    pub max_gzip_ratio: usize,
+    /// Time from the end of the headers to the end of the body (cuts off trickling clients).
+    pub body_read_timeout: Duration,
+}
+
+/// Who may send: optional API keys and an optional `Origin` allow-list.
+#[derive(Debug, Clone, Default)]
+pub struct AccessSettings {
+    /// SHA-256 of each accepted key (several, for rotation); the keys themselves are not kept.
+    pub api_key_digests: Vec<[u8; 32]>,
+    /// When not empty, a request with an `Origin` header must carry one of these.
+    pub allowed_origins: Vec<String>,
+}
+
+/// Connection-level limits of the ingest listener.
+#[derive(Debug, Clone)]
+pub struct TransportSettings {
+    /// Time a client has to send the request headers.
+    pub header_read_timeout: Duration,
+    pub keep_alive: Duration,
+    pub max_connections_per_worker: usize,
+    /// Connections older than this (minus up to 10 % jitter) are closed after their next answer.
+    pub max_connection_age: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +174,26 @@ struct Raw {
     max_context_depth: usize,
     shutdown_delay_ms: u64,
     shutdown_grace_ms: u64,
+    scrub_enabled: bool,
+    #[serde(deserialize_with = "comma_list")]
+    scrub_disabled_kinds: Vec<String>,
+    #[serde(deserialize_with = "pattern_list")]
+    scrub_custom_patterns: Vec<String>,
+    #[serde(deserialize_with = "comma_list")]
+    scrub_allow_keys: Vec<String>,
+    #[serde(deserialize_with = "comma_list")]
+    scrub_sensitive_keys: Vec<String>,
+    accept_gzip: bool,
+    max_gzip_ratio: usize,
+    body_read_timeout_ms: u64,
+    #[serde(deserialize_with = "comma_list")]
+    api_keys: Vec<String>,
+    #[serde(deserialize_with = "comma_list")]
+    allowed_origins: Vec<String>,
+    header_read_timeout_ms: u64,
+    keep_alive_ms: u64,
+    max_connections_per_worker: usize,
+    max_connection_age_ms: u64,
     #[serde(flatten)]
     forward: RawForward,
 }
@@ -174,6 +225,23 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("max_context_depth", "5"),
     ("shutdown_delay_ms", "0"),
     ("shutdown_grace_ms", "15000"),
+    ("scrub_enabled", "true"),
+    ("scrub_disabled_kinds", ""),
+    ("scrub_custom_patterns", ""),
+    ("scrub_allow_keys", ""),
+    (
+        "scrub_sensitive_keys",
+        "password,passwd,pwd,secret,token,authorization,apikey,email,cookie,credential,privatekey",
+    ),
+    ("accept_gzip", "true"),
+    ("max_gzip_ratio", "100"),
+    ("body_read_timeout_ms", "10000"),
+    ("api_keys", ""),
+    ("allowed_origins", ""),
+    ("header_read_timeout_ms", "5000"),
+    ("keep_alive_ms", "5000"),
+    ("max_connections_per_worker", "10000"),
+    ("max_connection_age_ms", "600000"),
 ];
 
 impl Settings {
@@ -259,6 +327,53 @@ impl Raw {
             max_context_bytes: at_least("max_context_bytes", self.max_context_bytes, 2)?,
             max_context_keys: at_least("max_context_keys", self.max_context_keys, 1)?,
             max_context_depth: at_least("max_context_depth", self.max_context_depth, 1)?,
+            accept_gzip: self.accept_gzip,
+            max_gzip_ratio: at_least("max_gzip_ratio", self.max_gzip_ratio, 2)?,
+            body_read_timeout: Duration::from_millis(at_least("body_read_timeout_ms", self.body_read_timeout_ms, 1)?),
+        };
+        let scrub = ScrubSettings {
+            enabled: self.scrub_enabled,
+            disabled_kinds: self
+                .scrub_disabled_kinds
+                .iter()
+                .map(|k| {
+                    let names = Kind::ALL.map(Kind::as_str).join(", ");
+                    Kind::parse(k)
+                        .ok_or_else(|| invalid_key("scrub_disabled_kinds", k, &format!("expected one of {names}")))
+                })
+                .collect::<Result<_, _>>()?,
+            custom_patterns: self.scrub_custom_patterns,
+            allow_keys: self.scrub_allow_keys,
+            sensitive_keys: self.scrub_sensitive_keys,
+        };
+        for pattern in &scrub.custom_patterns {
+            scrub::check_pattern(pattern).map_err(|reason| invalid_key("scrub_custom_patterns", pattern, &reason))?;
+        }
+        let access = AccessSettings {
+            api_key_digests: self
+                .api_keys
+                .iter()
+                .map(|key| match key.len() {
+                    16.. => Ok(crate::access::digest(key)),
+                    _ => Err(invalid_key("api_keys", "(hidden)", "each key must be at least 16 characters")),
+                })
+                .collect::<Result<_, _>>()?,
+            allowed_origins: self
+                .allowed_origins
+                .iter()
+                .map(|o| origin("allowed_origins", o))
+                .collect::<Result<_, _>>()?,
+        };
+        let transport = TransportSettings {
+            header_read_timeout: Duration::from_millis(at_least(
+                "header_read_timeout_ms",
+                self.header_read_timeout_ms,
+                1,
+            )?),
+            keep_alive: Duration::from_millis(self.keep_alive_ms),
+            max_connections_per_worker: at_least("max_connections_per_worker", self.max_connections_per_worker, 1)?,
+            max_connection_age: (self.max_connection_age_ms > 0)
+                .then(|| Duration::from_millis(self.max_connection_age_ms)),
         };
         Ok(Settings {
             bind: socket_address("bind", self.bind)?,
@@ -275,12 +390,19 @@ impl Raw {
                 .iter()
                 .map(|c| cidr("trusted_proxies", c))
                 .collect::<Result<_, _>>()?,
-            cors_allowed_origins: self.cors_allowed_origins.iter().map(|o| origin(o)).collect::<Result<_, _>>()?,
+            cors_allowed_origins: self
+                .cors_allowed_origins
+                .iter()
+                .map(|o| origin("cors_allowed_origins", o))
+                .collect::<Result<_, _>>()?,
             limits,
             shutdown: ShutdownSettings {
                 delay: Duration::from_millis(self.shutdown_delay_ms),
                 grace: Duration::from_millis(self.shutdown_grace_ms),
             },
+            scrub,
+            access,
+            transport,
             forward: self.forward.resolve()?,
         })
     }
@@ -352,12 +474,12 @@ fn cidr(key: &str, value: &str) -> Result<IpNet, SettingsError> {
 }
 
 /// Browsers send `Origin` as scheme://host[:port] with no path; anything else can never match.
-fn origin(value: &str) -> Result<String, SettingsError> {
+fn origin(key: &str, value: &str) -> Result<String, SettingsError> {
     let rest = value.strip_prefix("https://").or_else(|| value.strip_prefix("http://"));
     match rest {
         Some(host) if !host.is_empty() && !host.contains('/') => Ok(value.to_string()),
         _ => Err(invalid_key(
-            "cors_allowed_origins",
+            key,
             value,
             "expected an origin such as https://app.example.com (scheme and host, no path, no wildcard)",
         )),
@@ -397,6 +519,25 @@ fn comma_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>,
         Either::Many(v) => v,
     };
     Ok(items.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+}
+
+/// Regular expressions may contain commas: a file gives a list, the environment either one
+/// pattern or a JSON array of them (`["ORD-[0-9]{6}", "ACME-[A-Z]{4}"]`).
+fn pattern_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match Either::deserialize(deserializer)? {
+        Either::One(s) if s.trim_start().starts_with('[') => {
+            serde_json::from_str(&s).map_err(|e| serde::de::Error::custom(format!("a JSON array of strings: {e}")))?
+        }
+        Either::One(s) => vec![s],
+        Either::Many(v) => v,
+    };
+    Ok(items.into_iter().filter(|s| !s.trim().is_empty()).collect())
 }
 
 #[cfg(test)]
@@ -506,6 +647,48 @@ mod tests {
         assert_eq!((e.setting.as_str(), e.value.as_str()), ("CLIENT_TELEMETRY_RATE_LIMIT_BACKEND", "etcd"));
         let e = load(&[("CLIENT_TELEMETRY_CORS_ALLOWED_ORIGINS", "*")]).unwrap_err();
         assert_eq!(e.setting, "CLIENT_TELEMETRY_CORS_ALLOWED_ORIGINS");
+    }
+
+    #[test]
+    fn hardening_settings_have_safe_defaults_and_named_errors() {
+        let s = load(&[]).unwrap();
+        assert!(s.scrub.enabled && s.limits.accept_gzip);
+        assert!(s.access.api_key_digests.is_empty() && s.access.allowed_origins.is_empty());
+        assert_eq!(s.transport.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(s.limits.body_read_timeout, Duration::from_secs(10));
+        assert_eq!(s.transport.max_connection_age, Some(Duration::from_secs(600)));
+
+        let s = load(&[
+            ("CLIENT_TELEMETRY_SCRUB_DISABLED_KINDS", "ipv4, phone"),
+            ("CLIENT_TELEMETRY_SCRUB_CUSTOM_PATTERNS", r#"["ORD-[0-9]{6}", "ACME-[A-Z]{2,4}"]"#),
+            ("CLIENT_TELEMETRY_API_KEYS", "0123456789abcdef,fedcba9876543210"),
+            ("CLIENT_TELEMETRY_MAX_CONNECTION_AGE_MS", "0"),
+        ])
+        .unwrap();
+        assert_eq!(s.scrub.disabled_kinds, vec![Kind::Ipv4, Kind::Phone]);
+        assert_eq!(s.scrub.custom_patterns, vec!["ORD-[0-9]{6}", "ACME-[A-Z]{2,4}"]);
+        assert_eq!(s.access.api_key_digests.len(), 2);
+        assert_eq!(s.transport.max_connection_age, None);
+        assert_eq!(
+            load(&[("CLIENT_TELEMETRY_SCRUB_CUSTOM_PATTERNS", "ORD-[0-9]{6}")]).unwrap().scrub.custom_patterns.len(),
+            1
+        );
+
+        for (name, value) in [
+            ("CLIENT_TELEMETRY_SCRUB_DISABLED_KINDS", "ssn"),
+            ("CLIENT_TELEMETRY_SCRUB_CUSTOM_PATTERNS", "ORD-[0-9"),
+            ("CLIENT_TELEMETRY_SCRUB_CUSTOM_PATTERNS", "x*"),
+            ("CLIENT_TELEMETRY_ALLOWED_ORIGINS", "https://a.example/path"),
+            ("CLIENT_TELEMETRY_MAX_GZIP_RATIO", "1"),
+            ("CLIENT_TELEMETRY_HEADER_READ_TIMEOUT_MS", "0"),
+        ] {
+            let e = load(&[(name, value)]).unwrap_err();
+            assert_eq!((e.setting.as_str(), e.value.as_str()), (name, value), "{e}");
+        }
+        // A key too short to resist guessing is refused, and never echoed.
+        let e = load(&[("CLIENT_TELEMETRY_API_KEYS", "short")]).unwrap_err();
+        assert_eq!(e.setting, "CLIENT_TELEMETRY_API_KEYS");
+        assert!(!e.to_string().contains("short"), "{e}");
     }
 
     #[test]

@@ -36,6 +36,12 @@ struct Envelope<'a> {
     events: Option<&'a RawValue>,
 }
 
+/// The body as received (after decompression): UTF-8 first, then the batch.
+pub fn decode_body<'a>(body: &'a [u8], limits: &Limits) -> Result<Batch<'a>, IngestError> {
+    let text = std::str::from_utf8(body).map_err(|_| IngestError::InvalidUtf8)?;
+    decode(text, limits)
+}
+
 const NOT_AN_OBJECT: &str = "the body must be a JSON object: a batch {\"events\":[…]} or a single event";
 
 pub fn decode<'a>(body: &'a str, limits: &Limits) -> Result<Batch<'a>, IngestError> {

@@ -1,8 +1,9 @@
-//! The request path, top to bottom: rate limit → content type → size limit → parse → validate →
-//! log → forward (queue only) → answer. A refused request (429) costs no quota; one that passed the
+//! The request path, top to bottom: access (origin, API key) → rate limit → content type and
+//! encoding → size limit (of the decompressed body) → parse → validate → scrub → log → forward
+//! (queue only) → answer. A refused request (401, 403, 429) costs no quota; one that passed the
 //! limiter has spent its quota even if its body is then refused, so malformed floods are limited too.
 
-use std::time::Instant;
+use std::{borrow::Cow, time::Instant};
 
 use actix_web::{HttpRequest, HttpResponse, ResponseError, http::ConnectionType, web};
 
@@ -23,6 +24,9 @@ pub async fn ingest(request: HttpRequest, payload: web::Payload, state: web::Dat
 }
 
 async fn limit_then_accept(request: &HttpRequest, payload: web::Payload, state: &AppState) -> HttpResponse {
+    if let Err(error) = state.access.check(request) {
+        return error_response(state, error);
+    }
     let client = state.identity.client_ip(request).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
     let key = LimitKey::Ip(IpBucket::of(client));
     let decision = state.limiter.check(client, &key).await;
@@ -40,16 +44,25 @@ async fn limit_then_accept(request: &HttpRequest, payload: web::Payload, state: 
 
 async fn accept(request: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<HttpResponse, IngestError> {
     body::check_content_type(request)?;
-    let body = body::read_limited(request, payload, state.limits.max_body_bytes).await?;
-    let text = std::str::from_utf8(&body).map_err(|_| IngestError::InvalidUtf8)?;
-    let batch = decode::decode(text, &state.limits);
-    let batch = batch.inspect_err(|e| {
+    let encoding = body::content_encoding(request, &state.limits)?;
+    let raw = body::read_limited(request, payload, &state.limits).await?;
+    let body = match encoding {
+        body::Encoding::Identity => Cow::Borrowed(&raw[..]),
+        body::Encoding::Gzip => Cow::Owned(body::gunzip(&raw, &state.limits)?),
+    };
+    let batch = decode::decode_body(&body, &state.limits);
+    let mut batch = batch.inspect_err(|e| {
         if let IngestError::NoValidEvents(rejected) = e {
             state.count_rejections(rejected);
         }
     })?;
 
     let received_at = super::rfc3339_now();
+    if let Some(scrubber) = &state.scrubber {
+        for event in &mut batch.events {
+            state.count_redactions(scrubber.scrub_event(event));
+        }
+    }
     {
         // One request's lines travel to the log writer together.
         let _lines = state.logs.batch();

@@ -7,7 +7,8 @@ mod event_log;
 mod handler;
 pub mod response;
 
-pub use decode::Rejection;
+pub use body::gunzip;
+pub use decode::{Batch, Rejection, decode_body};
 pub use handler::ingest;
 
 use time::{OffsetDateTime, format_description::FormatItem, macros::format_description};

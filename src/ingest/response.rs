@@ -7,7 +7,7 @@ use actix_web::{
     HttpResponse, ResponseError,
     http::{
         StatusCode,
-        header::{HeaderName, HeaderValue, RETRY_AFTER},
+        header::{HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE},
     },
 };
 use serde_json::json;
@@ -26,6 +26,14 @@ pub enum IngestError {
     BadShape(String),
     TooManyEvents { count: usize, max: usize },
     NoValidEvents(Vec<Rejection>),
+    MissingApiKey,
+    InvalidApiKey,
+    OriginNotAllowed(String),
+    UnsupportedEncoding(String),
+    DecompressedTooLarge { limit: usize },
+    CompressionRatio { max: usize },
+    InvalidGzip(String),
+    BodyTimeout(std::time::Duration),
 }
 
 impl IngestError {
@@ -68,6 +76,22 @@ impl fmt::Display for IngestError {
                 [only] => write!(f, "invalid event: {}", only.invalid.message),
                 all => write!(f, "none of the {} events is valid", all.len()),
             },
+            IngestError::MissingApiKey => {
+                f.write_str("missing API key: send it in the X-Api-Key header or the `key` query parameter")
+            }
+            IngestError::InvalidApiKey => f.write_str("invalid API key"),
+            IngestError::OriginNotAllowed(o) => write!(f, "origin {o:?} is not allowed to send telemetry here"),
+            IngestError::UnsupportedEncoding(e) => {
+                write!(f, "unsupported Content-Encoding {e:?}: send the body uncompressed or gzip-compressed")
+            }
+            IngestError::DecompressedTooLarge { limit } => {
+                write!(f, "the decompressed body exceeds the limit of {limit} bytes")
+            }
+            IngestError::CompressionRatio { max } => {
+                write!(f, "the body decompresses to more than {max} times its compressed size")
+            }
+            IngestError::InvalidGzip(e) => write!(f, "the body is not valid gzip: {e}"),
+            IngestError::BodyTimeout(t) => write!(f, "the body was not received within {} ms", t.as_millis()),
         }
     }
 }
@@ -77,8 +101,15 @@ impl ResponseError for IngestError {
         match self {
             IngestError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            IngestError::BodyRead(_)
+            IngestError::PayloadTooLarge { .. }
+            | IngestError::DecompressedTooLarge { .. }
+            | IngestError::CompressionRatio { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::MissingApiKey | IngestError::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            IngestError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
+            IngestError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IngestError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            IngestError::InvalidGzip(_)
+            | IngestError::BodyRead(_)
             | IngestError::InvalidUtf8
             | IngestError::MalformedJson(_)
             | IngestError::BadShape(_)
@@ -89,7 +120,15 @@ impl ResponseError for IngestError {
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
+        // The rest of the body is unread (or still trickling in): the connection cannot be reused.
+        if matches!(self, IngestError::PayloadTooLarge { .. } | IngestError::BodyTimeout(_)) {
+            response.force_close();
+        }
         let body = match self {
+            IngestError::MissingApiKey | IngestError::InvalidApiKey => {
+                response.insert_header((WWW_AUTHENTICATE, "ApiKey realm=\"client-telemetry\""));
+                json!({ "error": self.to_string() })
+            }
             IngestError::RateLimited(decision) => {
                 response.insert_header((RETRY_AFTER, retry_after_seconds(decision)));
                 json!({ "error": self.to_string(), "retryAfter": retry_after_seconds(decision) })

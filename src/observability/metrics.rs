@@ -16,6 +16,7 @@ pub struct Metrics {
     pub log_lines_dropped: IntCounter,
     pub rate_limit_decisions: IntCounterVec,
     pub rate_limiter_duration: HistogramVec,
+    pub redactions: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
@@ -71,6 +72,11 @@ impl Metrics {
             &["backend"],
         )
         .unwrap();
+        let redactions = IntCounterVec::new(
+            Opts::new("client_telemetry_redactions_total", "PII and secrets redacted from accepted events, by kind."),
+            &["kind"],
+        )
+        .unwrap();
         let build_info = IntGaugeVec::new(
             Opts::new("client_telemetry_build_info", "Always 1; labelled with the running version."),
             &["version"],
@@ -85,6 +91,9 @@ impl Metrics {
         for level in ["info", "warn", "error"] {
             events.with_label_values(&[level]);
         }
+        for kind in crate::scrub::Kind::ALL {
+            redactions.with_label_values(&[kind.as_str()]);
+        }
 
         reg(Box::new(requests.clone()));
         reg(Box::new(request_duration.clone()));
@@ -94,6 +103,7 @@ impl Metrics {
         reg(Box::new(log_lines_dropped.clone()));
         reg(Box::new(rate_limit_decisions.clone()));
         reg(Box::new(rate_limiter_duration.clone()));
+        reg(Box::new(redactions.clone()));
         reg(Box::new(build_info));
         #[cfg(target_os = "linux")]
         reg(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
@@ -108,6 +118,7 @@ impl Metrics {
             log_lines_dropped,
             rate_limit_decisions,
             rate_limiter_duration,
+            redactions,
         }
     }
 

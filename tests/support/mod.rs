@@ -128,6 +128,11 @@ impl Gateway {
         reply(request.send_bytes(body))
     }
 
+    /// POSTs a JSON body to any URL (e.g. the ingest route with a query string).
+    pub fn post_to(&self, url: &str, body: &str) -> Reply {
+        reply(self.agent.post(url).set("content-type", "application/json").send_string(body))
+    }
+
     /// POSTs as client `ip` through a trusted proxy (needs CLIENT_TELEMETRY_TRUSTED_PROXIES=127.0.0.1).
     pub fn post_as(&self, ip: &str, body: &str) -> Reply {
         self.post_with(&[("content-type", "application/json"), ("x-forwarded-for", ip)], body)
@@ -299,6 +304,62 @@ pub fn batch(n: usize) -> String {
 /// A free loopback port (for processes that cannot report theirs).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A raw HTTP/1.1 answer read off a socket.
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: u16,
+    /// Header names lower-cased.
+    pub headers: HashMap<String, String>,
+    pub body: String,
+}
+
+/// Reads one HTTP/1.1 response (headers, then a Content-Length body) from `stream`.
+/// `None` when the server closed the connection (or sent nothing) before a full response.
+pub fn read_raw_response(stream: &mut std::net::TcpStream) -> Option<RawReply> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => buf.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).to_string();
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let length: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).ok()?;
+    Some(RawReply { status, headers, body: String::from_utf8_lossy(&body).to_string() })
+}
+
+/// True once the peer has closed the connection (a read returns 0 or fails), waiting at most `timeout`.
+pub fn closed_by_peer(stream: &mut std::net::TcpStream, timeout: Duration) -> bool {
+    use std::io::Read;
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    let mut sink = [0u8; 4096];
+    loop {
+        match stream.read(&mut sink) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// The head of a POST to the ingest route; `extra` lines end with `\r\n`.
+pub fn post_head(extra: &str) -> String {
+    format!("POST {INGEST} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{extra}\r\n")
 }
 
 /// A redis-server of the test's own on a free loopback port, without persistence, so a restart

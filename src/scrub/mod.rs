@@ -1,0 +1,314 @@
+//! PII scrubbing: what an event says is redacted before it is logged, and so before it is forwarded.
+//!
+//! Every enabled pattern is compiled into one multi-pattern regex, so a string is scanned once
+//! whatever the number of kinds; a candidate is confirmed by its kind's check (Luhn, IBAN, …)
+//! before it is replaced by a visible `[REDACTED:<kind>]`. Context values whose key is named like
+//! a secret are redacted whole.
+
+mod patterns;
+
+use std::{borrow::Cow, sync::Arc};
+
+pub use patterns::Kind;
+use regex_automata::{Anchored, Input, PatternID, meta::Regex, util::syntax};
+use serde_json::{Map, Value};
+
+use crate::ingest::event::Event;
+
+#[derive(Debug, Clone)]
+pub struct ScrubSettings {
+    pub enabled: bool,
+    pub disabled_kinds: Vec<Kind>,
+    /// Operators' own patterns, redacted as `custom`.
+    pub custom_patterns: Vec<String>,
+    /// Context keys whose values are never scrubbed (compared lower-case, letters and digits only).
+    pub allow_keys: Vec<String>,
+    /// Context keys containing one of these (same normalisation) have their values redacted whole.
+    pub sensitive_keys: Vec<String>,
+}
+
+/// Redactions made in one event, by kind.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Redactions([u32; Kind::ALL.len()]);
+
+impl Redactions {
+    fn add(&mut self, kind: Kind) {
+        self.0[kind.index()] += 1;
+    }
+
+    pub fn get(&self, kind: Kind) -> u32 {
+        self.0[kind.index()]
+    }
+
+    pub fn total(&self) -> u32 {
+        self.0.iter().sum()
+    }
+
+    /// The kinds with at least one redaction, with their count.
+    pub fn iter(&self) -> impl Iterator<Item = (Kind, u32)> + '_ {
+        Kind::ALL.into_iter().map(|k| (k, self.get(k))).filter(|(_, n)| *n > 0)
+    }
+}
+
+pub struct Scrubber {
+    regex: Regex,
+    /// The kind of each pattern, by pattern id.
+    kinds: Vec<Kind>,
+    /// Strings shorter than this cannot match any pattern and are not scanned.
+    min_len: usize,
+    enabled: [bool; Kind::ALL.len()],
+    allow_keys: Vec<String>,
+    /// Matches a normalised key containing one of the sensitive names (None: none configured).
+    sensitive_keys: Option<Regex>,
+    /// Whether an event's strings may be scanned joined together (no pattern anchors at `^`/`$`).
+    joinable: bool,
+}
+
+thread_local! {
+    /// Reused by the fast path: the event's strings joined, and a normalised key.
+    static SCRATCH: std::cell::RefCell<(String, String)> = const { std::cell::RefCell::new((String::new(), String::new())) };
+}
+
+impl Scrubber {
+    /// Fails only on a custom pattern that does not compile (the message says which).
+    pub fn new(settings: &ScrubSettings) -> Result<Self, String> {
+        let mut enabled = [true; Kind::ALL.len()];
+        for kind in &settings.disabled_kinds {
+            enabled[kind.index()] = false;
+        }
+        let custom = settings.custom_patterns.iter().map(|p| (Kind::Custom, p.clone()));
+        let (kinds, sources): (Vec<Kind>, Vec<String>) =
+            patterns::builtin().into_iter().chain(custom).filter(|(kind, _)| enabled[kind.index()]).unzip();
+        for (kind, source) in kinds.iter().zip(&sources) {
+            if *kind == Kind::Custom {
+                check_pattern(source)?;
+            }
+        }
+        let regex = Regex::new_many(&sources).map_err(|e| e.to_string())?;
+        let hirs = syntax::parse_many(&sources).map_err(|e| e.to_string())?;
+        let min_len = hirs.iter().filter_map(|h| h.properties().minimum_len()).min().unwrap_or(usize::MAX).max(1);
+        let joinable = hirs.iter().all(|h| !h.properties().look_set().contains_anchor());
+        Ok(Self {
+            joinable,
+            regex,
+            kinds,
+            min_len,
+            enabled,
+            allow_keys: settings.allow_keys.iter().map(|k| normalize_key(k)).collect(),
+            sensitive_keys: sensitive_names_regex(&settings.sensitive_keys)?,
+        })
+    }
+
+    /// Scrubs the event's message, scope and context (keys and values) in place.
+    pub fn scrub_event(&self, event: &mut Event<'_>) -> Redactions {
+        let mut redactions = Redactions::default();
+        if !self.may_need_scrubbing(event) {
+            return redactions;
+        }
+        if let Cow::Owned(message) = self.scrub_text(&event.message, &mut redactions) {
+            event.message = Cow::Owned(message);
+        }
+        if let Cow::Owned(scope) = self.scrub_text(&event.scope, &mut redactions) {
+            event.scope = Cow::Owned(scope);
+        }
+        if let Some(context) = &mut event.context {
+            // Unique right after parsing, so this does not copy.
+            self.scrub_map(Arc::make_mut(context), false, &mut redactions);
+        }
+        redactions
+    }
+
+    /// The fast path for the common clean event: one scan over all of its text joined by NUL, which
+    /// validation refuses inside strings, so whatever matches one string alone matches the joined
+    /// text too. A match (even one spanning two strings), a sensitive key name or a card-like
+    /// number sends the event down the exact path.
+    fn may_need_scrubbing(&self, event: &Event<'_>) -> bool {
+        if !self.joinable {
+            return true;
+        }
+        SCRATCH.with_borrow_mut(|(joined, key)| {
+            joined.clear();
+            joined.push_str(&event.message);
+            joined.push('\0');
+            joined.push_str(&event.scope);
+            let flagged = event.context.as_deref().is_some_and(|map| self.join_map(map, joined, key));
+            flagged || self.regex.is_match(Input::new(joined.as_str()))
+        })
+    }
+
+    /// Appends the map's keys and string values to `joined`; true if something needs a closer look.
+    fn join_map(&self, map: &Map<String, Value>, joined: &mut String, key: &mut String) -> bool {
+        map.iter().any(|(name, value)| {
+            joined.push('\0');
+            joined.push_str(name);
+            normalize_key_into(name, key);
+            if self.allow_keys.contains(key) {
+                return false;
+            }
+            self.is_sensitive(key) || self.join_value(value, joined, key)
+        })
+    }
+
+    fn join_value(&self, value: &Value, joined: &mut String, key: &mut String) -> bool {
+        match value {
+            Value::String(s) => {
+                joined.push('\0');
+                joined.push_str(s);
+                false
+            }
+            Value::Number(n) => self.enabled[Kind::Card.index()] && n.as_u64().is_some_and(is_card_number),
+            Value::Array(items) => items.iter().any(|item| self.join_value(item, joined, key)),
+            Value::Object(map) => self.join_map(map, joined, key),
+            Value::Bool(_) | Value::Null => false,
+        }
+    }
+
+    /// The text with every confirmed match replaced by its marker; borrowed when nothing matched.
+    pub fn scrub_text<'t>(&self, text: &'t str, redactions: &mut Redactions) -> Cow<'t, str> {
+        if text.len() < self.min_len || self.kinds.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        let mut out: Option<String> = None;
+        let (mut copied, mut at) = (0, 0);
+        while let Some(found) = self.regex.search(&Input::new(text).span(at..text.len())) {
+            let next_char = found.start() + text[found.start()..].chars().next().map_or(1, char::len_utf8);
+            match self.confirm_at(text, found.pattern(), found.start()) {
+                Some((kind, range)) => {
+                    let out = out.get_or_insert_with(|| String::with_capacity(text.len()));
+                    out.push_str(&text[copied..range.start]);
+                    out.push_str(kind.marker());
+                    redactions.add(kind);
+                    (copied, at) = (range.end, range.end.max(next_char));
+                }
+                // A look-alike: look again from the next character, where another kind may start.
+                None => at = next_char,
+            }
+            if at >= text.len() {
+                break;
+            }
+        }
+        match out {
+            Some(mut out) => {
+                out.push_str(&text[copied..]);
+                Cow::Owned(out)
+            }
+            None => Cow::Borrowed(text),
+        }
+    }
+
+    /// The first pattern, in priority order, that matches at `start` and is confirmed.
+    fn confirm_at(&self, text: &str, first: PatternID, start: usize) -> Option<(Kind, std::ops::Range<usize>)> {
+        let kind = self.kinds[first.as_usize()];
+        if let Some(range) = patterns::confirm(kind, text, start..self.end_of(text, first, start)?) {
+            return Some((kind, range));
+        }
+        (0..self.kinds.len()).filter(|&p| p != first.as_usize()).find_map(|p| {
+            let pattern = PatternID::new(p).ok()?;
+            let kind = self.kinds[p];
+            patterns::confirm(kind, text, start..self.end_of(text, pattern, start)?).map(|range| (kind, range))
+        })
+    }
+
+    fn end_of(&self, text: &str, pattern: PatternID, start: usize) -> Option<usize> {
+        let input = Input::new(text).span(start..text.len()).anchored(Anchored::Pattern(pattern));
+        self.regex.search(&input).map(|m| m.end())
+    }
+
+    fn scrub_map(&self, map: &mut Map<String, Value>, sensitive: bool, redactions: &mut Redactions) {
+        let mut renamed = Vec::new();
+        for (key, value) in map.iter_mut() {
+            let normalized = normalize_key(key);
+            if !self.allow_keys.contains(&normalized) {
+                let sensitive = sensitive || self.is_sensitive(&normalized);
+                self.scrub_value(value, sensitive, redactions);
+            }
+            if let Cow::Owned(new_key) = self.scrub_text(key, redactions) {
+                renamed.push((key.clone(), new_key));
+            }
+        }
+        for (old, mut new) in renamed {
+            let value = map.remove(&old).expect("the key was just seen");
+            // Two keys can scrub to the same marker: keep both values.
+            let base_len = new.len();
+            let mut n = 1;
+            while map.contains_key(&new) {
+                n += 1;
+                new.truncate(base_len);
+                new.push_str(&format!("#{n}"));
+            }
+            map.insert(new, value);
+        }
+    }
+
+    /// Under a sensitive key every string is redacted whole; numbers keep their meaning
+    /// (`maxTokens: 500`) unless they are card numbers, and booleans never carry a secret.
+    fn scrub_value(&self, value: &mut Value, sensitive: bool, redactions: &mut Redactions) {
+        match value {
+            Value::String(s) if sensitive => {
+                *s = Kind::SensitiveKey.marker().to_string();
+                redactions.add(Kind::SensitiveKey);
+            }
+            Value::String(s) => {
+                if let Cow::Owned(scrubbed) = self.scrub_text(s, redactions) {
+                    *s = scrubbed;
+                }
+            }
+            Value::Number(n) if self.enabled[Kind::Card.index()] && n.as_u64().is_some_and(is_card_number) => {
+                *value = Value::String(Kind::Card.marker().to_string());
+                redactions.add(Kind::Card);
+            }
+            Value::Array(items) => items.iter_mut().for_each(|item| self.scrub_value(item, sensitive, redactions)),
+            Value::Object(map) => self.scrub_map(map, sensitive, redactions),
+            Value::Number(_) | Value::Bool(_) | Value::Null => {}
+        }
+    }
+
+    fn is_sensitive(&self, normalized_key: &str) -> bool {
+        self.enabled[Kind::SensitiveKey.index()]
+            && self.sensitive_keys.as_ref().is_some_and(|r| r.is_match(normalized_key))
+    }
+}
+
+/// Whether an operator's pattern compiles, and matches something non-empty (an empty match
+/// would insert a marker between every two characters).
+pub fn check_pattern(pattern: &str) -> Result<(), String> {
+    let hir = syntax::parse(pattern).map_err(|e| format!("not a valid regular expression: {e}"))?;
+    match hir.properties().minimum_len() {
+        Some(0) => Err("the pattern can match the empty string".into()),
+        _ => Ok(()),
+    }
+}
+
+/// A card number sent as a JSON number: 13 to 19 digits, a card network's first digit, Luhn-valid.
+fn is_card_number(n: u64) -> bool {
+    if n < 1_000_000_000_000 {
+        return false;
+    }
+    let digits = n.to_string();
+    (b'2'..=b'6').contains(&digits.as_bytes()[0]) && patterns::luhn_valid(&digits)
+}
+
+/// One search for all the names instead of a substring search per name (normalised names are
+/// letters and digits, so they need no escaping).
+fn sensitive_names_regex(names: &[String]) -> Result<Option<Regex>, String> {
+    let names: Vec<String> = names.iter().map(|n| normalize_key(n)).filter(|n| !n.is_empty()).collect();
+    if names.is_empty() {
+        return Ok(None);
+    }
+    Regex::new(&names.join("|")).map(Some).map_err(|e| e.to_string())
+}
+
+/// `X-Api_Key` and `xapikey` are the same key name.
+fn normalize_key(key: &str) -> String {
+    let mut normalized = String::new();
+    normalize_key_into(key, &mut normalized);
+    normalized
+}
+
+fn normalize_key_into(key: &str, normalized: &mut String) {
+    normalized.clear();
+    normalized.extend(key.bytes().filter(u8::is_ascii_alphanumeric).map(|b| char::from(b.to_ascii_lowercase())));
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,278 @@
+//! What counts as PII or a secret: one pattern per kind, and the check that confirms a candidate.
+//!
+//! Patterns find candidates cheaply and generously; the checks (Luhn, IBAN mod 97, address
+//! parsing, surrounding characters) throw out the look-alikes. The patterns use ASCII word
+//! boundaries so the lazy DFA never has to give up on non-ASCII text.
+
+use std::ops::Range;
+
+/// A kind of redaction: the `kind` label of `client_telemetry_redactions_total` and the marker
+/// `[REDACTED:<kind>]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Email,
+    Jwt,
+    Bearer,
+    ApiKey,
+    Secret,
+    Card,
+    Iban,
+    Phone,
+    Ipv4,
+    Ipv6,
+    /// A context value whose key is named like `password`, `token`, `email`, …
+    SensitiveKey,
+    Custom,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 12] = [
+        Kind::Email,
+        Kind::Jwt,
+        Kind::Bearer,
+        Kind::ApiKey,
+        Kind::Secret,
+        Kind::Card,
+        Kind::Iban,
+        Kind::Phone,
+        Kind::Ipv4,
+        Kind::Ipv6,
+        Kind::SensitiveKey,
+        Kind::Custom,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Email => "email",
+            Kind::Jwt => "jwt",
+            Kind::Bearer => "bearer",
+            Kind::ApiKey => "api_key",
+            Kind::Secret => "secret",
+            Kind::Card => "card",
+            Kind::Iban => "iban",
+            Kind::Phone => "phone",
+            Kind::Ipv4 => "ipv4",
+            Kind::Ipv6 => "ipv6",
+            Kind::SensitiveKey => "sensitive_key",
+            Kind::Custom => "custom",
+        }
+    }
+
+    pub fn marker(self) -> &'static str {
+        match self {
+            Kind::Email => "[REDACTED:email]",
+            Kind::Jwt => "[REDACTED:jwt]",
+            Kind::Bearer => "[REDACTED:bearer]",
+            Kind::ApiKey => "[REDACTED:api_key]",
+            Kind::Secret => "[REDACTED:secret]",
+            Kind::Card => "[REDACTED:card]",
+            Kind::Iban => "[REDACTED:iban]",
+            Kind::Phone => "[REDACTED:phone]",
+            Kind::Ipv4 => "[REDACTED:ipv4]",
+            Kind::Ipv6 => "[REDACTED:ipv6]",
+            Kind::SensitiveKey => "[REDACTED:sensitive_key]",
+            Kind::Custom => "[REDACTED:custom]",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str().eq_ignore_ascii_case(name.trim()))
+    }
+
+    pub(super) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Built-in patterns in priority order: at the same starting position the first one wins, so the
+/// specific shapes (a JWT, a provider key) come before the generic ones.
+pub(super) fn builtin() -> Vec<(Kind, String)> {
+    const B: &str = r"(?-u:\b)";
+    let ipv4_octet = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
+    vec![
+        (Kind::Jwt, format!(r"{B}eyJ[A-Za-z0-9_-]{{8,}}\.eyJ[A-Za-z0-9_-]{{8,}}\.[A-Za-z0-9_-]*")),
+        (Kind::Bearer, format!(r"{B}(?i:bearer|basic)[ \t]+[A-Za-z0-9._~+/-]{{8,}}=*")),
+        (
+            Kind::ApiKey,
+            [
+                "(?:AKIA|ASIA)[0-9A-Z]{16}",
+                "gh[pousr]_[A-Za-z0-9]{36,}",
+                "github_pat_[A-Za-z0-9_]{22,}",
+                "glpat-[A-Za-z0-9_-]{20,}",
+                "xox[abposr]-[A-Za-z0-9-]{10,}",
+                "[sr]k_(?:live|test)_[A-Za-z0-9]{16,}",
+                "AIza[0-9A-Za-z_-]{35}",
+                "sk-[A-Za-z0-9_-]{20,}",
+                "npm_[A-Za-z0-9]{36}",
+                r"SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}",
+            ]
+            .map(|p| format!("{B}{p}{B}"))
+            .join("|"),
+        ),
+        (
+            Kind::Secret,
+            format!(
+                r#"{B}(?i:api[_-]?key|access[_-]?token|auth[_-]?token|refresh[_-]?token|client[_-]?secret|token|secret|password|passwd|pwd|key)["']?[ \t]*[=:][ \t]*["']?[^\s"'&,;<>]+"#
+            ),
+        ),
+        (Kind::Email, format!(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{{2,}}{B}")),
+        (Kind::Iban, format!(r"{B}[A-Z]{{2}}[0-9]{{2}}(?: ?[A-Z0-9]){{11,30}}{B}")),
+        (Kind::Card, format!(r"{B}[2-6][0-9](?:[ -]?[0-9]){{11,17}}{B}")),
+        // From a word boundary or `::`, not from inside every word that has a hex letter.
+        (
+            Kind::Ipv6,
+            format!(
+                r"(?:{B}[0-9A-Fa-f]{{1,4}}:|::)(?:[0-9A-Fa-f]{{0,4}}:){{0,6}}(?:[0-9]{{1,3}}(?:\.[0-9]{{1,3}}){{3}}|[0-9A-Fa-f]{{1,4}})?"
+            ),
+        ),
+        (Kind::Ipv4, format!(r"{B}{ipv4_octet}(?:\.{ipv4_octet}){{3}}{B}")),
+        (
+            Kind::Phone,
+            [
+                r"\+[0-9]{1,3}(?:[ .-]?\(?[0-9]{1,4}\)?){1,6}",
+                r"(?:\([0-9]{3}\)[ ]?|(?-u:\b)[0-9]{3}[ .-])[0-9]{3}[ .-][0-9]{4}(?-u:\b)",
+                r"(?-u:\b)0[0-9]{2,4}[ /-][0-9]{3,4}[ -]?[0-9]{3,4}(?-u:\b)",
+            ]
+            .join("|"),
+        ),
+    ]
+}
+
+/// Confirms a candidate of `kind` at `span` in `text`; returns the part to replace.
+pub(super) fn confirm(kind: Kind, text: &str, span: Range<usize>) -> Option<Range<usize>> {
+    let found = &text[span.clone()];
+    let confirmed = match kind {
+        Kind::Bearer => looks_secret(found.split_ascii_whitespace().nth(1).unwrap_or("")),
+        Kind::Secret => return secret_value(found).map(|value| span.start + value.start..span.end),
+        Kind::Card => luhn_valid(found),
+        Kind::Iban => iban_valid(found),
+        Kind::Phone => phone_digits_plausible(found),
+        Kind::Ipv4 => !looks_like_version(text, &span),
+        Kind::Ipv6 => ipv6_valid(text, &span),
+        Kind::Email | Kind::Jwt | Kind::ApiKey | Kind::Custom | Kind::SensitiveKey => true,
+    };
+    confirmed.then_some(span)
+}
+
+/// Names after which any value is a secret; for `key` and `token` only a random-looking one is.
+const ALWAYS_SECRET: &[&str] =
+    &["password", "passwd", "pwd", "secret", "clientsecret", "client_secret", "client-secret"];
+
+/// The value part of `name=value` (or `"name": "value"`), if it is to be redacted.
+fn secret_value(found: &str) -> Option<Range<usize>> {
+    let separator = found.find(['=', ':'])?;
+    let name = found[..separator].trim_end_matches([' ', '\t', '"', '\'']).to_ascii_lowercase();
+    let start = separator + 1 + found[separator + 1..].len()
+        - found[separator + 1..].trim_start_matches([' ', '\t', '"', '\'']).len();
+    let value = &found[start..];
+    let redact = !value.is_empty() && (ALWAYS_SECRET.contains(&name.as_str()) || looks_secret(value));
+    redact.then_some(start..found.len())
+}
+
+/// A token rather than a word: letters and digits mixed, or long and mixed-case.
+pub(super) fn looks_secret(value: &str) -> bool {
+    let has = |f: fn(&u8) -> bool| value.as_bytes().iter().any(f);
+    let (digit, lower, upper) = (has(u8::is_ascii_digit), has(u8::is_ascii_lowercase), has(u8::is_ascii_uppercase));
+    value.len() >= 8 && ((digit && (lower || upper)) || (value.len() >= 12 && lower && upper))
+}
+
+pub(super) fn luhn_valid(number: &str) -> bool {
+    let digits: Vec<u32> = number.chars().filter_map(|c| c.to_digit(10)).collect();
+    if !(13..=19).contains(&digits.len()) {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d })
+        .sum();
+    sum % 10 == 0
+}
+
+/// ISO 13616: move the first four characters to the end, letters to 10..35, remainder mod 97 is 1.
+pub(super) fn iban_valid(iban: &str) -> bool {
+    let compact: Vec<u8> = iban.bytes().filter(|b| *b != b' ').collect();
+    if !(15..=34).contains(&compact.len()) {
+        return false;
+    }
+    let (head, tail) = compact.split_at(4);
+    let mut remainder = 0u32;
+    for &b in tail.iter().chain(head) {
+        let value = match b {
+            b'0'..=b'9' => u32::from(b - b'0'),
+            b'A'..=b'Z' => u32::from(b - b'A') + 10,
+            _ => return false,
+        };
+        remainder = if value >= 10 { (remainder * 100 + value) % 97 } else { (remainder * 10 + value) % 97 };
+    }
+    remainder == 1
+}
+
+fn phone_digits_plausible(found: &str) -> bool {
+    let digits = found.bytes().filter(u8::is_ascii_digit).count();
+    if found.starts_with('+') { (8..=15).contains(&digits) } else { (9..=12).contains(&digits) }
+}
+
+/// `Chrome/120.0.0.0`, `v1.2.3.4` and five-part versions look like addresses but are not.
+fn looks_like_version(text: &str, span: &Range<usize>) -> bool {
+    let before = text[..span.start].bytes().next_back();
+    let mut after = text[span.end..].bytes();
+    matches!(before, Some(b'/' | b'v' | b'V' | b'.'))
+        || (after.next() == Some(b'.') && after.next().is_some_and(|b| b.is_ascii_digit()))
+}
+
+/// A real IPv6 address, not a clock time (`10:30:45`), a MAC address or `Type::method`.
+fn ipv6_valid(text: &str, span: &Range<usize>) -> bool {
+    let found = &text[span.clone()];
+    let before = text[..span.start].chars().next_back();
+    let after = text[span.end..].chars().next();
+    let glued = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':' || c == '.');
+    !glued(before)
+        && !glued(after)
+        && found.bytes().any(|b| b.is_ascii_digit())
+        && found.parse::<std::net::Ipv6Addr>().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luhn_accepts_test_cards_and_refuses_near_misses() {
+        for card in ["4111111111111111", "4111 1111 1111 1111", "5555-5555-5555-4444", "378282246310005"] {
+            assert!(luhn_valid(card), "{card}");
+        }
+        for not in ["4111111111111112", "1234567890123", "411111111111"] {
+            assert!(!luhn_valid(not), "{not}");
+        }
+    }
+
+    #[test]
+    fn iban_check_digits_are_verified() {
+        for iban in ["DE89370400440532013000", "GB82 WEST 1234 5698 7654 32", "FR1420041010050500013M02606"] {
+            assert!(iban_valid(iban), "{iban}");
+        }
+        for not in ["DE89370400440532013001", "GB00 WEST 1234 5698 7654 32", "DE8937040044"] {
+            assert!(!iban_valid(not), "{not}");
+        }
+    }
+
+    #[test]
+    fn a_secret_looks_random() {
+        assert!(looks_secret("a1b2c3d4e5"));
+        assert!(looks_secret("QWxhZGRpbjpvcGVu"));
+        for word in ["Enter", "functionality", "password", "12345678", "ArrowDown"] {
+            assert!(!looks_secret(word), "{word}");
+        }
+    }
+
+    #[test]
+    fn every_kind_parses_from_its_name() {
+        for kind in Kind::ALL {
+            assert_eq!(Kind::parse(kind.as_str()), Some(kind));
+            assert_eq!(kind.marker(), format!("[REDACTED:{}]", kind.as_str()));
+        }
+        assert_eq!(Kind::parse("nope"), None);
+    }
+}

@@ -1,0 +1,249 @@
+use serde_json::json;
+
+use super::*;
+
+pub(crate) fn default_settings() -> ScrubSettings {
+    crate::settings::Settings::from_vars(Vec::new()).unwrap().scrub
+}
+
+fn scrubber() -> &'static Scrubber {
+    static SCRUBBER: std::sync::OnceLock<Scrubber> = std::sync::OnceLock::new();
+    SCRUBBER.get_or_init(|| Scrubber::new(&default_settings()).unwrap())
+}
+
+fn scrub(text: &str) -> (String, Redactions) {
+    let mut redactions = Redactions::default();
+    let out = scrubber().scrub_text(text, &mut redactions).into_owned();
+    (out, redactions)
+}
+
+/// Each positive is redacted as `kind` and leaves the text around it intact.
+fn assert_redacted(kind: Kind, positives: &[&str]) {
+    for secret in positives {
+        let (out, redactions) = scrub(&format!("before {secret} after"));
+        assert_eq!(out, format!("before {} after", kind.marker()), "{secret:?}");
+        assert_eq!(redactions.get(kind), 1, "{secret:?}");
+        assert_eq!(redactions.total(), 1, "{secret:?}");
+    }
+}
+
+fn assert_untouched(negatives: &[&str]) {
+    for text in negatives {
+        let (out, redactions) = scrub(text);
+        assert_eq!(&out, text, "{:?}", redactions);
+        assert_eq!(redactions.total(), 0, "{text:?}");
+    }
+}
+
+#[test]
+fn emails() {
+    assert_redacted(Kind::Email, &["jane.doe@example.com", "a+tag@sub.example.co.uk", "X_Y-z@mail-host.io"]);
+    assert_untouched(&["react@18.2.0", "@scope/pkg@1.0.0", "user@localhost", "meet @ 10"]);
+}
+
+#[test]
+fn jwts() {
+    let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+    assert_redacted(Kind::Jwt, &[jwt, "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0x."]);
+    assert_untouched(&["eyJ is how JSON starts in base64", "file.eyJ.txt"]);
+}
+
+#[test]
+fn bearer_and_basic_credentials() {
+    assert_redacted(Kind::Bearer, &["Bearer abc123def456ghi789", "bearer 9f8e7d6c5b4a", "Basic dXNlcjpwYXNzd29yZA=="]);
+    assert_untouched(&["the bearer of bad news", "basic functionality works", "Bearer token expired"]);
+}
+
+#[test]
+fn provider_api_keys() {
+    assert_redacted(
+        Kind::ApiKey,
+        &[
+            "AKIAIOSFODNN7EXAMPLE",
+            "ghp_1234567890abcdefghijklmnopqrstuvwxyz",
+            "xoxb-1234567890-abcdefghij",
+            "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            "AIzaSyA1234567890abcdefghijklmnopqrstuv",
+            "sk-proj-abcdefghijklmnopqrstuvwx",
+            "glpat-abcdefghij1234567890",
+        ],
+    );
+    assert_untouched(&["AKIA", "sk-short", "task-list-item-renderer", "ghp_short"]);
+}
+
+#[test]
+fn secrets_after_a_name_keep_the_name() {
+    for (text, expected) in [
+        ("password=hunter2", "password=[REDACTED:secret]"),
+        ("login?user=x&token=a1b2c3d4e5f6&next=/", "login?user=x&token=[REDACTED:secret]&next=/"),
+        (r#"{"apiKey": "Zx81kqP0vLm2"}"#, r#"{"apiKey": "[REDACTED:secret]"}"#),
+        ("client_secret: s3cr3tValue99", "client_secret: [REDACTED:secret]"),
+        ("?key=AbC123xyz789", "?key=[REDACTED:secret]"),
+    ] {
+        let (out, redactions) = scrub(text);
+        assert_eq!(out, expected, "{text}");
+        assert_eq!(redactions.get(Kind::Secret), 1, "{text}");
+    }
+    // A keyboard key or a sort key is not a secret; `monkey=` is not `key=`.
+    assert_untouched(&["key=Enter", "key: ArrowDown", "sort_key=name", "monkey=banana42x", "token=expired"]);
+}
+
+#[test]
+fn card_numbers_pass_luhn() {
+    assert_redacted(Kind::Card, &["4111111111111111", "4111 1111 1111 1111", "5555-5555-5555-4444", "378282246310005"]);
+    assert_untouched(&[
+        "4111111111111112",
+        "order 1234567890123456 shipped",
+        // Unix milliseconds and nanoseconds start with 1, which no card network uses.
+        "at 1736937045123",
+        "t=1736937045123000000",
+    ]);
+}
+
+#[test]
+fn ibans_pass_their_check_digits() {
+    assert_redacted(Kind::Iban, &["DE89370400440532013000", "GB82 WEST 1234 5698 7654 32"]);
+    assert_untouched(&["DE89370400440532013001", "AB12CDEFGHIJKLMNOP"]);
+}
+
+#[test]
+fn phone_numbers() {
+    assert_redacted(
+        Kind::Phone,
+        &["+49 151 23456789", "+1 (555) 123-4567", "(555) 123-4567", "555-123-4567", "030 1234567"],
+    );
+    assert_untouched(&["+1 day", "+12345", "score +20.5%", "build 123.456.789"]);
+}
+
+#[test]
+fn ip_addresses() {
+    assert_redacted(Kind::Ipv4, &["203.0.113.42", "10.0.0.1"]);
+    assert_redacted(Kind::Ipv6, &["2001:db8::8a2e:370:7334", "fe80::1", "::ffff:192.0.2.1"]);
+    assert_untouched(&[
+        "Mozilla/5.0 (X11) Chrome/120.0.0.0 Safari/537.36",
+        "v1.2.3.4",
+        "1.2.3.4.5",
+        "256.1.1.1",
+        "at 10:30:45.123",
+        "mac 00:1a:2b:3c:4d:5e",
+        "std::fs::read",
+        "face::bad",
+    ]);
+}
+
+#[test]
+fn ordinary_telemetry_is_left_alone() {
+    assert_untouched(&[
+        "2025-01-15T10:30:45.123Z",
+        "2025-01-15 10:30:45+01:00",
+        "550e8400-e29b-41d4-a716-446655440000",
+        "12345678-1234-5678-1234-567812345678",
+        "session-abc123",
+        "version 1.2.3",
+        "app@2.14.0-beta.1",
+        "clicked button #42 after 1500 ms (ratio 0.75)",
+        "TypeError: Cannot read properties of undefined (reading 'map')",
+        "GET /api/v1/orders/123456 failed with 503",
+        "https://example.com/path?page=2&sort=desc",
+        "amount 1234567.89 EUR",
+        "",
+    ]);
+}
+
+#[test]
+fn several_kinds_in_one_text_are_all_redacted() {
+    let (out, redactions) = scrub("mail jane@example.com from 203.0.113.9 card 4111111111111111");
+    assert_eq!(out, "mail [REDACTED:email] from [REDACTED:ipv4] card [REDACTED:card]");
+    assert_eq!((redactions.get(Kind::Email), redactions.get(Kind::Ipv4), redactions.get(Kind::Card)), (1, 1, 1));
+}
+
+#[test]
+fn non_ascii_text_is_scanned_too() {
+    let (out, _) = scrub("Grüße an jane@example.com — 🙂 +49 151 23456789");
+    assert_eq!(out, "Grüße an [REDACTED:email] — 🙂 [REDACTED:phone]");
+}
+
+fn event_with(context: Value) -> Event<'static> {
+    let limits = crate::settings::Settings::from_vars(Vec::new()).unwrap().limits;
+    let json = json!({
+        "level": "error", "scope": "checkout jane@example.com", "sessionId": "550e8400-e29b-41d4-a716-446655440000",
+        "message": "payment failed for 4111 1111 1111 1111", "timestamp": "2025-01-15T10:30:45.123Z",
+        "context": context,
+    })
+    .to_string();
+    crate::ingest::event::parse_event(Box::leak(json.into_boxed_str()), &limits).unwrap()
+}
+
+#[test]
+fn an_event_is_scrubbed_in_message_scope_context_keys_and_values() {
+    let mut event = event_with(json!({
+        "password": "hunter2",
+        "userEmail": "jane@example.com",
+        "Authorization": { "scheme": "Bearer", "value": "abc" },
+        "maxTokens": 500,
+        "emailVerified": true,
+        "cc": 4111111111111111u64,
+        "clientIp": "203.0.113.9",
+        "jane@example.com": "keyed by an address",
+        "john@example.com": "another",
+        "nested": { "list": ["+49 151 23456789", 42, "plain"] },
+        "attempt": 2,
+    }));
+    let redactions = scrubber().scrub_event(&mut event);
+    assert_eq!(event.message, "payment failed for [REDACTED:card]");
+    assert_eq!(event.scope, "checkout [REDACTED:email]");
+    assert_eq!(event.session_id, "550e8400-e29b-41d4-a716-446655440000");
+    let context = Value::Object((*event.context.unwrap()).clone());
+    assert_eq!(
+        context,
+        json!({
+            "password": "[REDACTED:sensitive_key]",
+            "userEmail": "[REDACTED:sensitive_key]",
+            "Authorization": { "scheme": "[REDACTED:sensitive_key]", "value": "[REDACTED:sensitive_key]" },
+            "maxTokens": 500,
+            "emailVerified": true,
+            "cc": "[REDACTED:card]",
+            "clientIp": "[REDACTED:ipv4]",
+            "[REDACTED:email]": "keyed by an address",
+            "[REDACTED:email]#2": "another",
+            "nested": { "list": ["[REDACTED:phone]", 42, "plain"] },
+            "attempt": 2,
+        })
+    );
+    assert_eq!(redactions.get(Kind::SensitiveKey), 4);
+    assert_eq!(redactions.get(Kind::Card), 2);
+    assert_eq!(redactions.get(Kind::Email), 3);
+    assert_eq!(redactions.total(), 11);
+}
+
+#[test]
+fn kinds_can_be_disabled_keys_allowed_and_patterns_added() {
+    let settings = ScrubSettings {
+        disabled_kinds: vec![Kind::Ipv4, Kind::SensitiveKey],
+        custom_patterns: vec![r"ORD-[0-9]{6}".into()],
+        allow_keys: vec!["contact_email".into()],
+        ..default_settings()
+    };
+    let scrubber = Scrubber::new(&settings).unwrap();
+    let mut event = event_with(json!({
+        "ip": "203.0.113.9", "password": "hunter2", "contactEmail": "support@example.com", "order": "ORD-123456",
+    }));
+    let redactions = scrubber.scrub_event(&mut event);
+    let context = event.context.unwrap();
+    assert_eq!(context["ip"], "203.0.113.9");
+    assert_eq!(context["password"], "hunter2");
+    assert_eq!(context["contactEmail"], "support@example.com");
+    assert_eq!(context["order"], "[REDACTED:custom]");
+    assert_eq!(redactions.get(Kind::Custom), 1);
+    assert!(Scrubber::new(&ScrubSettings { custom_patterns: vec!["(".into()], ..default_settings() }).is_err());
+}
+
+#[test]
+fn a_clean_event_is_not_copied() {
+    let limits = crate::settings::Settings::from_vars(Vec::new()).unwrap().limits;
+    let json = r#"{"level":"info","scope":"nav","sessionId":"s-1","message":"route changed to /orders","timestamp":"2025-01-15T10:30:45.123Z","context":{"route":"/orders","ms":12}}"#;
+    let mut event = crate::ingest::event::parse_event(json, &limits).unwrap();
+    assert_eq!(scrubber().scrub_event(&mut event).total(), 0);
+    assert!(matches!(event.message, Cow::Borrowed(_)));
+    assert!(matches!(event.scope, Cow::Borrowed(_)));
+}
