@@ -42,6 +42,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub logs: Logs,
     pub lifecycle: Lifecycle,
+    /// How long a request waits for its log lines to be written before answering 503.
+    pub log_write_timeout: std::time::Duration,
     /// OTLP forwarding; `None` when off.
     pub forwarder: Option<Forwarder>,
     pub access: Access,
@@ -59,6 +61,7 @@ impl AppState {
             metrics,
             logs,
             lifecycle: Lifecycle::default(),
+            log_write_timeout: settings.log_write_timeout,
             forwarder: None,
             access: Access::new(settings.access.clone()),
             scrubber: settings

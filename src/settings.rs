@@ -25,6 +25,10 @@ pub struct Settings {
     pub admin_bind: Option<String>,
     pub workers: usize,
     pub log_level: slog::Level,
+    /// Log bytes that may wait for the writer; past it requests are refused with 503, not lost.
+    pub log_queue_bytes: usize,
+    /// How long a request waits for its log lines to be written before answering 503.
+    pub log_write_timeout: Duration,
     pub rate_limit: RateLimitSettings,
     pub trusted_proxies: Vec<IpNet>,
     pub cors_allowed_origins: Vec<String>,
@@ -148,6 +152,8 @@ struct Raw {
     admin_bind: Option<String>,
     workers: usize,
     log_level: String,
+    log_queue_bytes: usize,
+    log_write_timeout_ms: u64,
     rate_limit_window_ms: u64,
     rate_limit_max_requests: u32,
     rate_limit_backend: String,
@@ -202,6 +208,8 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("bind", "0.0.0.0:8080"),
     ("workers", "0"),
     ("log_level", "info"),
+    ("log_queue_bytes", "16777216"),
+    ("log_write_timeout_ms", "1000"),
     ("rate_limit_window_ms", "60000"),
     ("rate_limit_max_requests", "100"),
     ("rate_limit_backend", "memory"),
@@ -384,6 +392,8 @@ impl Raw {
                 .transpose()?,
             workers: self.workers,
             log_level: log_level(&self.log_level)?,
+            log_queue_bytes: at_least("log_queue_bytes", self.log_queue_bytes, 64 * 1024)?,
+            log_write_timeout: Duration::from_millis(at_least("log_write_timeout_ms", self.log_write_timeout_ms, 1)?),
             rate_limit,
             trusted_proxies: self
                 .trusted_proxies

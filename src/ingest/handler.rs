@@ -63,12 +63,20 @@ async fn accept(request: &HttpRequest, payload: web::Payload, state: &AppState) 
             state.count_redactions(scrubber.scrub_event(event));
         }
     }
-    {
-        // One request's lines travel to the log writer together.
-        let _lines = state.logs.batch();
-        for event in &batch.events {
-            event_log::write(&state.logs.events, event, &received_at);
-        }
+    let lines = state.logs.batch();
+    for event in &batch.events {
+        event_log::write(&state.logs.events, event, &received_at);
+    }
+    // An answer of 2xx promises the events are in the local log: wait (without blocking the
+    // worker) until the writer has flushed them. If it cannot keep up, nothing is accepted: 503.
+    // Past the deadline the lines may still be written later, so a retry can log them twice: under
+    // a stuck log, at least once rather than never and rather than a request that hangs.
+    let written = match lines.ship() {
+        Ok(receipt) => actix_web::rt::time::timeout(state.log_write_timeout, receipt.written()).await.unwrap_or(false),
+        Err(_dropped) => false,
+    };
+    if !written {
+        return Err(IngestError::LogUnavailable);
     }
     state.count_levels(&batch.events);
     // The local copy is written; forwarding only queues, it never waits on the collector.

@@ -19,21 +19,32 @@ use crate::ratelimit::Decision;
 pub enum IngestError {
     RateLimited(Decision),
     UnsupportedMediaType(String),
-    PayloadTooLarge { limit: usize },
+    PayloadTooLarge {
+        limit: usize,
+    },
     BodyRead(String),
     InvalidUtf8,
     MalformedJson(String),
     BadShape(String),
-    TooManyEvents { count: usize, max: usize },
+    TooManyEvents {
+        count: usize,
+        max: usize,
+    },
     NoValidEvents(Vec<Rejection>),
     MissingApiKey,
     InvalidApiKey,
     OriginNotAllowed(String),
     UnsupportedEncoding(String),
-    DecompressedTooLarge { limit: usize },
-    CompressionRatio { max: usize },
+    DecompressedTooLarge {
+        limit: usize,
+    },
+    CompressionRatio {
+        max: usize,
+    },
     InvalidGzip(String),
     BodyTimeout(std::time::Duration),
+    /// The log writer could not take the lines (overload): nothing was accepted.
+    LogUnavailable,
 }
 
 impl IngestError {
@@ -48,8 +59,9 @@ impl IngestError {
         }
     }
 
-    /// Every ingest error is the client's doing: worth a debug line, never more (an attacker must
-    /// not be able to flood the log through it).
+    /// Logged at debug only: nearly every ingest error is the client's doing (an attacker must not
+    /// be able to flood the log through it), and the one that is not, a log writer that cannot keep
+    /// up, is counted in `client_telemetry_log_lines_dropped_total` instead of adding to its load.
     pub fn log(&self, log: &slog::Logger) {
         slog::debug!(log, "ingest request refused"; "status" => self.status_code().as_u16(), "error" => %self);
     }
@@ -92,6 +104,9 @@ impl fmt::Display for IngestError {
             }
             IngestError::InvalidGzip(e) => write!(f, "the body is not valid gzip: {e}"),
             IngestError::BodyTimeout(t) => write!(f, "the body was not received within {} ms", t.as_millis()),
+            IngestError::LogUnavailable => {
+                f.write_str("the gateway is overloaded and accepted nothing of this request: retry later")
+            }
         }
     }
 }
@@ -108,6 +123,7 @@ impl ResponseError for IngestError {
             IngestError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
             IngestError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            IngestError::LogUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::InvalidGzip(_)
             | IngestError::BodyRead(_)
             | IngestError::InvalidUtf8
@@ -135,6 +151,10 @@ impl ResponseError for IngestError {
             }
             IngestError::NoValidEvents(rejected) => {
                 json!({ "error": self.to_string(), "rejected": rejections(rejected) })
+            }
+            IngestError::LogUnavailable => {
+                response.insert_header((RETRY_AFTER, 1));
+                json!({ "error": self.to_string(), "retryAfter": 1 })
             }
             _ => json!({ "error": self.to_string() }),
         };

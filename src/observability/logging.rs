@@ -6,82 +6,165 @@
 //!
 //! A line is formatted on the thread that logs it, into a per-thread buffer, and only bytes cross a
 //! bounded channel to the writer, which writes through a buffer and flushes whenever the channel
-//! runs empty. Within a `Logs::batch()` scope (one request's events) the lines travel together, one
-//! channel message and one wake-up for the lot. (slog-async would copy every key and value into owned boxes first; at
-//! hundreds of thousands of lines a second that cost more than the formatting.) Logging never
-//! blocks a worker: when the channel is full the line is dropped and counted in
-//! `client_telemetry_log_lines_dropped_total`.
+//! runs empty. (slog-async would copy every key and value into owned boxes first; at hundreds of
+//! thousands of lines a second that cost more than the formatting.) Within a `Logs::batch()` (one
+//! request's events) the lines travel together, and the batch's `Receipt` resolves once the writer
+//! has flushed them: the ingest route answers 204 only for events already in the log. Logging never
+//! blocks a worker: when the channel is full the lines are dropped, counted in
+//! `client_telemetry_log_lines_dropped_total`, and the batch says so.
 
 use std::{
     cell::RefCell,
     io::{self, BufWriter, Write},
+    panic::AssertUnwindSafe,
     rc::Rc,
-    sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+        mpsc::{Receiver, Sender, channel},
+    },
     thread::JoinHandle,
 };
 
 use prometheus::IntCounter;
 use slog::{Drain, FnValue, Level, LevelFilter, Logger, OwnedKVList, PushFnValue, Record, o};
 use slog_json::Json;
+use tokio::sync::watch;
 
 #[derive(Clone)]
 pub struct Logs {
     pub service: Logger,
     pub events: Logger,
-    sender: SyncSender<Line>,
-    dropped: IntCounter,
+    shipper: Arc<Shipper>,
 }
 
 impl Logs {
-    /// Until the guard drops, lines logged on this thread are shipped to the writer together.
-    /// Hold it only across code that does not await (an actix worker runs one task at a time).
+    /// Lines logged on this thread until `Batch::ship` travel to the writer together. Hold it only
+    /// across code that does not await (an actix worker runs one task at a time).
     pub fn batch(&self) -> Batch {
         PENDING.with(|p| p.borrow_mut().batching += 1);
-        Batch { lines: self.sender.clone(), dropped: self.dropped.clone() }
+        Batch { shipper: self.shipper.clone(), open: true }
     }
 }
 
 /// See [`Logs::batch`].
 pub struct Batch {
-    lines: SyncSender<Line>,
-    dropped: IntCounter,
+    shipper: Arc<Shipper>,
+    open: bool,
+}
+
+/// The lines were not accepted by the writer (its channel is full): they are counted as dropped.
+#[derive(Debug)]
+pub struct LinesDropped;
+
+impl Batch {
+    /// Hands the batch's lines to the writer; the receipt resolves once they are written.
+    pub fn ship(mut self) -> Result<Receipt, LinesDropped> {
+        let (bytes, lines) = self.close();
+        self.shipper.ship(bytes, lines)
+    }
+
+    fn close(&mut self) -> (Vec<u8>, u64) {
+        if !std::mem::take(&mut self.open) {
+            return (Vec::new(), 0);
+        }
+        PENDING.with(|p| {
+            let mut p = p.borrow_mut();
+            p.batching -= 1;
+            if p.batching == 0 { p.take() } else { (Vec::new(), 0) }
+        })
+    }
 }
 
 impl Drop for Batch {
     fn drop(&mut self) {
-        let ready = PENDING.with(|p| {
-            let mut p = p.borrow_mut();
-            p.batching -= 1;
-            (p.batching == 0).then(|| p.take())
-        });
-        if let Some((bytes, lines)) = ready {
-            ship(&self.lines, &self.dropped, bytes, lines);
-        }
+        let (bytes, lines) = self.close();
+        let _ = self.shipper.ship(bytes, lines);
     }
 }
 
-/// Lines waiting for the writer at most (about 1 KB each: a few MB at worst).
-const CHANNEL_LINES: usize = 8 * 1024;
+/// Resolves once the writer has flushed every line shipped up to it.
+pub struct Receipt {
+    ticket: u64,
+    written: watch::Receiver<u64>,
+}
+
+impl Receipt {
+    /// True once the lines are written; false if the writer stopped first.
+    pub async fn written(mut self) -> bool {
+        let ticket = self.ticket;
+        self.written.wait_for(|&written| written >= ticket).await.is_ok()
+    }
+}
+
+/// The senders' end of the channel. Tickets are taken under the lock in channel order, so "the
+/// writer has flushed N lines" means every ticket up to N is on stdout.
+struct Shipper {
+    sender: Sender<Line>,
+    /// Bytes handed to the writer and not yet written, at most `budget`.
+    queued: Arc<AtomicUsize>,
+    budget: usize,
+    sent: Mutex<u64>,
+    // Only cloned, never read through a shared reference: safe to use across a panic.
+    written: AssertUnwindSafe<watch::Receiver<u64>>,
+    dropped: IntCounter,
+}
+
+impl Shipper {
+    fn ship(&self, bytes: Vec<u8>, lines: u64) -> Result<Receipt, LinesDropped> {
+        let mut sent = self.sent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if lines > 0 {
+            let size = bytes.len();
+            let fits = self.queued.load(Ordering::Acquire) + size <= self.budget;
+            // The channel's other end lives as long as the process; a send can fail only at exit.
+            if !fits || self.sender.send(Line::Bytes(bytes, lines)).is_err() {
+                self.dropped.inc_by(lines);
+                return Err(LinesDropped);
+            }
+            self.queued.fetch_add(size, Ordering::AcqRel);
+            *sent += lines;
+        }
+        Ok(Receipt { ticket: *sent, written: self.written.0.clone() })
+    }
+}
+
 const WRITE_BUFFER: usize = 256 * 1024;
 
 /// Builds the loggers on stdout. Keep the writer until exit: `LogWriter::finish` writes what is queued.
-pub fn init_logs(level: Level, dropped: IntCounter) -> (Logs, LogWriter) {
-    init_logs_to(io::stdout(), level, dropped)
+/// `queue_bytes` bounds what may wait for the writer (memory, and how long a burst it absorbs).
+pub fn init_logs(level: Level, queue_bytes: usize, dropped: IntCounter) -> (Logs, LogWriter) {
+    init_logs_to(io::stdout(), level, queue_bytes, dropped)
 }
 
-pub fn init_logs_to<W: Write + Send + 'static>(out: W, level: Level, dropped: IntCounter) -> (Logs, LogWriter) {
-    let (lines, receiver) = sync_channel::<Line>(CHANNEL_LINES);
+pub fn init_logs_to<W: Write + Send + 'static>(
+    out: W,
+    level: Level,
+    queue_bytes: usize,
+    dropped: IntCounter,
+) -> (Logs, LogWriter) {
+    let (lines, receiver) = channel::<Line>();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let writer_queued = queued.clone();
+    let (written_tx, written) = watch::channel(0);
     let thread = std::thread::Builder::new()
         .name("log-writer".into())
-        .spawn(move || write_lines(receiver, BufWriter::with_capacity(WRITE_BUFFER, out)))
+        .spawn(move || write_lines(receiver, BufWriter::with_capacity(WRITE_BUFFER, out), written_tx, writer_queued))
         .expect("spawn the log writer");
-    let drain = std::sync::Arc::new(ChannelDrain { lines: lines.clone(), dropped: dropped.clone() });
+    let shipper = Arc::new(Shipper {
+        sender: lines.clone(),
+        queued,
+        budget: queue_bytes,
+        sent: Mutex::new(0),
+        written: AssertUnwindSafe(written),
+        dropped,
+    });
+    let drain = Arc::new(ChannelDrain { shipper: shipper.clone() });
     let service = Logger::root(
         LevelFilter::new(drain.clone(), level).ignore_res(),
         o!("ts" => FnValue(|_: &Record| crate::ingest::rfc3339_now())),
     );
     let events = Logger::root(drain, o!());
-    (Logs { service, events, sender: lines.clone(), dropped }, LogWriter { lines, thread: Some(thread) })
+    (Logs { service, events, shipper }, LogWriter { lines, thread: Some(thread) })
 }
 
 /// Lower-case level names; client events keep their own (`info`, `warn`, `error`).
@@ -97,13 +180,14 @@ pub fn level_name(level: Level) -> &'static str {
 }
 
 enum Line {
-    Bytes(Vec<u8>),
+    /// Formatted lines, and how many.
+    Bytes(Vec<u8>, u64),
     Finish,
 }
 
 /// The writer thread's handle.
 pub struct LogWriter {
-    lines: SyncSender<Line>,
+    lines: Sender<Line>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -127,30 +211,34 @@ impl Drop for LogWriter {
     }
 }
 
-fn write_lines(receiver: Receiver<Line>, mut out: impl Write) {
+fn write_lines(receiver: Receiver<Line>, mut out: impl Write, written: watch::Sender<u64>, queued: Arc<AtomicUsize>) {
+    let mut processed = 0;
     while let Ok(line) = receiver.recv() {
         let mut next = Some(line);
         // Write all that is waiting, then flush once: one write call per burst, not per line.
         while let Some(line) = next {
             match line {
-                Line::Bytes(bytes) => {
+                Line::Bytes(bytes, lines) => {
                     let _ = out.write_all(&bytes);
+                    queued.fetch_sub(bytes.len(), Ordering::AcqRel);
+                    processed += lines;
                 }
                 Line::Finish => {
                     let _ = out.flush();
+                    written.send_replace(processed);
                     return;
                 }
             }
             next = receiver.try_recv().ok();
         }
         let _ = out.flush();
+        written.send_replace(processed);
     }
     let _ = out.flush();
 }
 
 struct ChannelDrain {
-    lines: SyncSender<Line>,
-    dropped: IntCounter,
+    shipper: Arc<Shipper>,
 }
 
 /// The per-thread formatter and the buffer it writes into.
@@ -201,17 +289,6 @@ thread_local! {
     static PENDING: RefCell<Pending> = RefCell::default();
 }
 
-/// Hands lines to the writer; when the channel is full, or the writer gone at exit, they are lost
-/// and counted.
-fn ship(sender: &SyncSender<Line>, dropped: &IntCounter, bytes: Vec<u8>, lines: u64) {
-    if lines == 0 {
-        return;
-    }
-    if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = sender.try_send(Line::Bytes(bytes)) {
-        dropped.inc_by(lines);
-    }
-}
-
 impl Drain for ChannelDrain {
     type Ok = ();
     type Err = slog::Never;
@@ -230,9 +307,10 @@ impl Drain for ChannelDrain {
             })
         });
         match formatted {
-            Some(Some((bytes, lines))) => ship(&self.lines, &self.dropped, bytes, lines),
-            Some(None) => {}            // shipped with its batch
-            None => self.dropped.inc(), // unformattable: cannot happen with our values, but counted
+            // Outside a batch nobody waits for the receipt; a drop is counted all the same.
+            Some(Some((bytes, lines))) => drop(self.shipper.ship(bytes, lines)),
+            Some(None) => {}                    // shipped with its batch
+            None => self.shipper.dropped.inc(), // unformattable: cannot happen with our values, but counted
         }
         Ok(())
     }
@@ -262,7 +340,7 @@ mod tests {
     fn lines_are_json_with_lower_case_levels_and_the_service_level_filters_only_service_lines() {
         let out = Captured::default();
         let dropped = IntCounter::new("d", "d").unwrap();
-        let (logs, writer) = init_logs_to(out.clone(), Level::Warning, dropped.clone());
+        let (logs, writer) = init_logs_to(out.clone(), Level::Warning, 1 << 20, dropped.clone());
         slog::info!(logs.service, "filtered out");
         slog::warn!(logs.service, "kept"; "n" => 1);
         slog::info!(logs.events, "client event"; "scope" => "s");
@@ -279,19 +357,28 @@ mod tests {
         assert_eq!(dropped.get(), 0);
     }
 
+    fn futures_executor_block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
+    }
+
     #[test]
-    fn a_batch_ships_its_lines_together_when_it_closes() {
+    fn a_batch_ships_its_lines_together_and_its_receipt_resolves_once_they_are_written() {
         let out = Captured::default();
         let dropped = IntCounter::new("d", "d").unwrap();
-        let (logs, writer) = init_logs_to(out.clone(), Level::Info, dropped.clone());
-        {
-            let _batch = logs.batch();
-            for i in 0..3 {
-                slog::info!(logs.events, "client event"; "i" => i);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            assert!(out.0.lock().unwrap().is_empty(), "nothing leaves before the batch closes");
+        let (logs, writer) = init_logs_to(out.clone(), Level::Info, 1 << 20, dropped.clone());
+        let batch = logs.batch();
+        for i in 0..3 {
+            slog::info!(logs.events, "client event"; "i" => i);
         }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(out.0.lock().unwrap().is_empty(), "nothing leaves before the batch is shipped");
+        let receipt = batch.ship().expect("room in the channel");
+        assert!(futures_executor_block_on(receipt.written()));
+        assert_eq!(
+            String::from_utf8(out.0.lock().unwrap().clone()).unwrap().lines().count(),
+            3,
+            "written when the receipt resolves"
+        );
         slog::info!(logs.events, "after");
         writer.finish();
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
@@ -320,7 +407,7 @@ mod tests {
         let out = Captured::default();
         let held = gate.lock().unwrap();
         let dropped = IntCounter::new("d", "d").unwrap();
-        let (logs, writer) = init_logs_to(Gated(gate.clone(), out.clone()), Level::Info, dropped.clone());
+        let (logs, writer) = init_logs_to(Gated(gate.clone(), out.clone()), Level::Info, 1 << 20, dropped.clone());
         let total = 50_000u64;
         for i in 0..total {
             slog::info!(logs.events, "line"; "i" => i, "padding" => "x".repeat(64));
@@ -328,7 +415,7 @@ mod tests {
         drop(held);
         writer.finish();
         let written = String::from_utf8(out.0.lock().unwrap().clone()).unwrap().lines().count() as u64;
-        assert!(dropped.get() > 0, "the channel and buffer cannot hold {total} lines");
+        assert!(dropped.get() > 0, "a 1 MiB queue and the write buffer cannot hold {total} lines");
         assert_eq!(written + dropped.get(), total, "written {written}, dropped {}", dropped.get());
     }
 }

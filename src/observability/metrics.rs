@@ -85,7 +85,7 @@ impl Metrics {
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         // The series alerts and dashboards read exist from the start at 0, so rate() sees a first
         // burst whole instead of starting from it.
-        for status in ["200", "204", "400", "401", "403", "408", "413", "415", "429"] {
+        for status in ["200", "204", "400", "401", "403", "408", "413", "415", "429", "503"] {
             requests.with_label_values(&[status]);
         }
         for level in ["info", "warn", "error"] {
