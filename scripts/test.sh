@@ -34,9 +34,7 @@ cargo nextest run --locked --no-fail-fast
 
 export GATEWAY_BIN="$PWD/target/debug/client-telemetry"
 for script in scripts/test-client.sh scripts/test-deploy.sh scripts/test-local-cluster.sh; do
-  if [[ -f $script ]]; then
-    step "$script"
-    bash "$script"
-  fi
+  step "$script"
+  bash "$script"
 done
 step "all tests passed"
