@@ -4,12 +4,7 @@
 # matplotlib is available). Options are passed to scripts/bench/run.py (--help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-need() {
-  command -v "$1" >/dev/null 2>&1 && return 0
-  [[ $(id -u) -eq 0 ]] || { echo "missing: $1 (apt package $2)" >&2; exit 1; }
-  if [[ -z ${APT_UPDATED:-} ]]; then apt-get update -qq && APT_UPDATED=1; fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
-}
+source scripts/lib/apt.sh
 need wrk wrk
 need redis-server redis-server
 python3 -c 'import matplotlib' 2>/dev/null || pip install -q matplotlib >/dev/null 2>&1 || echo "matplotlib unavailable: no PNG chart" >&2

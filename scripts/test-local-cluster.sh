@@ -20,23 +20,7 @@ say() { printf '==> %s\n' "$*"; }
 die() { printf 'test-local-cluster: %s\n' "$*" >&2; exit 1; }
 
 # --- What the topology needs, installed only when missing ------------------------------------
-APT_UPDATED=${APT_UPDATED:-}
-apt_install() { # apt_install <package>...: never starts the packages' daemons
-  local missing=()
-  for pkg in "$@"; do dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg"); done
-  ((${#missing[@]})) || return 0
-  [[ $(id -u) -eq 0 ]] || die "missing Debian packages: ${missing[*]} (run as root, or: apt-get install ${missing[*]})"
-  say "installing ${missing[*]}"
-  local policy_created=
-  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && policy_created=1
-  fi
-  local rc=0
-  if [[ -z $APT_UPDATED ]]; then apt-get update -qq >/dev/null || rc=$?; APT_UPDATED=1; fi
-  ((rc == 0)) && { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?; }
-  [[ -n $policy_created ]] && rm -f /usr/sbin/policy-rc.d
-  ((rc == 0)) || die "could not install Debian packages: ${missing[*]} (apt-get exit $rc)"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 command -v redis-server >/dev/null || apt_install redis-server
 command -v nginx >/dev/null || apt_install nginx
 command -v prometheus >/dev/null || apt_install prometheus

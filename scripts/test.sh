@@ -8,15 +8,9 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 
 step() { printf '\n==> %s\n' "$*"; }
-need() { # need <command> <debian package>
-  command -v "$1" >/dev/null 2>&1 && return 0
-  step "installing $2 (for $1)"
-  if [[ $(id -u) -ne 0 ]]; then echo "missing: $1 (apt package $2); run as root or install it" >&2; exit 1; fi
-  if [[ -z ${APT_UPDATED:-} ]]; then apt-get update -qq && APT_UPDATED=1; fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null || { echo "could not install $2" >&2; exit 1; }
-}
+source scripts/lib/apt.sh
 
-need cargo "(the Rust toolchain: install rustup)"
+command -v cargo >/dev/null || { echo "missing: cargo (the Rust toolchain: install rustup)" >&2; exit 1; }
 need redis-server redis-server
 if ! cargo nextest --version >/dev/null 2>&1; then
   step "installing cargo-nextest"

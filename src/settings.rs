@@ -516,17 +516,19 @@ fn from_config_error(error: ConfigError) -> SettingsError {
     }
 }
 
+/// The environment gives a string; a file may give a list.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
 /// A list given either as a comma-separated string (environment) or as a list (file).
 fn comma_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Either {
-        One(String),
-        Many(Vec<String>),
-    }
-    let items = match Either::deserialize(deserializer)? {
-        Either::One(s) => s.split(',').map(str::to_string).collect(),
-        Either::Many(v) => v,
+    let items = match StringOrList::deserialize(deserializer)? {
+        StringOrList::One(s) => s.split(',').map(str::to_string).collect(),
+        StringOrList::Many(v) => v,
     };
     Ok(items.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
 }
@@ -534,18 +536,12 @@ fn comma_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>,
 /// Regular expressions may contain commas: a file gives a list, the environment either one
 /// pattern or a JSON array of them (`["ORD-[0-9]{6}", "ACME-[A-Z]{4}"]`).
 fn pattern_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Either {
-        One(String),
-        Many(Vec<String>),
-    }
-    let items = match Either::deserialize(deserializer)? {
-        Either::One(s) if s.trim_start().starts_with('[') => {
+    let items = match StringOrList::deserialize(deserializer)? {
+        StringOrList::One(s) if s.trim_start().starts_with('[') => {
             serde_json::from_str(&s).map_err(|e| serde::de::Error::custom(format!("a JSON array of strings: {e}")))?
         }
-        Either::One(s) => vec![s],
-        Either::Many(v) => v,
+        StringOrList::One(s) => vec![s],
+        StringOrList::Many(v) => v,
     };
     Ok(items.into_iter().filter(|s| !s.trim().is_empty()).collect())
 }
