@@ -41,6 +41,7 @@ def scenarios(selected):
     all_ = [
         Scenario("ceiling", binary="ceiling"),
         Scenario("memory"),
+        Scenario("memory-no-scrub", env={"CLIENT_TELEMETRY_SCRUB_ENABLED": "false"}),
         Scenario("redis", env=redis, needs=("redis",)),
         Scenario("redis+otlp-json", env={**redis, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, needs=("redis", "sink")),
         Scenario("redis+otlp-proto", env={**redis, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, needs=("redis", "sink")),
@@ -209,6 +210,11 @@ def run_one(s, args, services, tmp):
         redis_trips, redis_cmds = (after - before for after, before in zip(redis_after, redis_before))
         limiter_errors = (sum(metric_sum(port, "client_telemetry_rate_limiter_errors_total") for port in ports)
                           if s.binary == "gateway" else None)
+        # events per successful OTLP export: the batching the forwarder achieved across requests
+        exports = sum(metric_sum(port, "client_telemetry_otlp_exports_total", 'result="success"') for port in ports) \
+            if s.binary == "gateway" else 0
+        exported = sum(metric_sum(port, "client_telemetry_otlp_events_total", 'result="exported"') for port in ports) \
+            if s.binary == "gateway" else 0
         ok = m["requests"] - m["errors_status"]
         seconds = m["duration_us"] / 1e6
         half = {}
@@ -231,6 +237,7 @@ def run_one(s, args, services, tmp):
             "redis_cmds_per_req": redis_cmds / max(m["requests"], 1) if "redis" in s.needs else None,
             # decisions Redis did not make (timeouts, circuit open): the run measured the fallback too
             "limiter_errors": limiter_errors,
+            "otlp_batch": exported / exports if exports else None,
         }
     finally:
         for _, proc, log in servers:
@@ -249,10 +256,11 @@ def wrk_summary(stdout):
     return {k: int(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
 
 
-def metric_sum(port, name):
-    """Sum of every sample of one metric in the gateway's /metrics."""
+def metric_sum(port, name, label=""):
+    """Sum of the samples of one metric in the gateway's /metrics (those carrying `label`, if given)."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") and label in line)
 
 
 def median(runs, key):
@@ -293,13 +301,13 @@ def main():
 
 def report(chosen, results, args):
     keys = ["rps", "eps", "p50_ms", "p99_ms", "p999_ms", "cpu_s_per_M_events", "idle_rss_mb", "peak_rss_mb",
-            "redis_trips_per_req", "redis_cmds_per_req", "limiter_errors", "non_2xx", "half_rate_p99_ms"]
+            "redis_trips_per_req", "redis_cmds_per_req", "limiter_errors", "non_2xx", "half_rate_p99_ms", "otlp_batch"]
     med = {name: {k: median(runs, k) for k in keys} for name, runs in results.items()}
     ceiling = med.get("ceiling", {}).get("rps")
     memory = med.get("memory", {}).get("eps")
     header = ["scenario", "req/s", "events/s", "p50 ms", "p99 ms", "p99.9 ms", "CPU s / 1M events", "idle RSS MB",
               "peak RSS MB", "Redis round trips/req", "Redis cmds/req", "limiter errors", "non-2xx",
-              "p99 ms at half rate", "vs ceiling", "vs memory"]
+              "p99 ms at half rate", "events per OTLP export", "vs ceiling", "vs memory"]
     rows = []
     for s in chosen:
         m = med[s.name]
@@ -308,7 +316,7 @@ def report(chosen, results, args):
                      fmt(m["p999_ms"], ".2f"), fmt(m["cpu_s_per_M_events"], ".2f"), fmt(m["idle_rss_mb"], ".1f"),
                      fmt(m["peak_rss_mb"], ".1f"), fmt(m["redis_trips_per_req"], ".2f"),
                      fmt(m["redis_cmds_per_req"], ".2f"), fmt(m["limiter_errors"], ".0f"), fmt(m["non_2xx"], ".0f"),
-                     fmt(m["half_rate_p99_ms"], ".2f"),
+                     fmt(m["half_rate_p99_ms"], ".2f"), fmt(m["otlp_batch"], ".0f"),
                      f"{m['rps'] / ceiling:.0%}" if ceiling else "-", f"{m['eps'] / memory:.0%}" if memory else "-"])
     md = [f"Medians of {args.rounds} rounds, {args.duration} s each, wrk -t{args.threads} -c{args.connections}, "
           f"{os.cpu_count()} cores shared by load generator and server.", "",
