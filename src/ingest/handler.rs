@@ -1,6 +1,6 @@
 //! The request path, top to bottom: access (origin, API key) → rate limit → content type and
-//! encoding → size limit (of the decompressed body) → parse → validate → scrub → log → forward
-//! (queue only) → answer. A refused request (401, 403, 429) costs no quota; one that passed the
+//! encoding → size limit (of the decompressed body) → parse → validate → scrub → log (and wait
+//! until written) → forward (queue only) → answer. A refused request (401, 403, 429) costs no quota; one that passed the
 //! limiter has spent its quota even if its body is then refused, so malformed floods are limited too.
 
 use std::{borrow::Cow, time::Instant};
