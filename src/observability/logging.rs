@@ -14,7 +14,7 @@
 //! `client_telemetry_log_lines_dropped_total`, and the batch says so.
 
 use std::{
-    cell::RefCell,
+    cell::{Cell, RefCell},
     io::{self, BufWriter, Write},
     panic::AssertUnwindSafe,
     rc::Rc,
@@ -42,7 +42,7 @@ impl Logs {
     /// Lines logged on this thread until `Batch::ship` travel to the writer together. Hold it only
     /// across code that does not await (an actix worker runs one task at a time).
     pub fn batch(&self) -> Batch {
-        PENDING.with(|p| p.borrow_mut().batching += 1);
+        FORMATTER.with(|f| f.batching.set(f.batching.get() + 1));
         Batch { shipper: self.shipper.clone(), open: true }
     }
 }
@@ -68,10 +68,9 @@ impl Batch {
         if !std::mem::take(&mut self.open) {
             return (Vec::new(), 0);
         }
-        PENDING.with(|p| {
-            let mut p = p.borrow_mut();
-            p.batching -= 1;
-            if p.batching == 0 { p.take() } else { (Vec::new(), 0) }
+        FORMATTER.with(|f| {
+            f.batching.set(f.batching.get() - 1);
+            if f.batching.get() == 0 { f.take() } else { (Vec::new(), 0) }
         })
     }
 }
@@ -241,10 +240,19 @@ struct ChannelDrain {
     shipper: Arc<Shipper>,
 }
 
-/// The per-thread formatter and the buffer it writes into.
+/// The per-thread formatter, and the formatted lines it holds until they are shipped (at once,
+/// or when the open batch closes).
 struct Formatter {
     json: Json<SharedBuffer>,
     buffer: SharedBuffer,
+    lines: Cell<u64>,
+    batching: Cell<usize>,
+}
+
+impl Formatter {
+    fn take(&self) -> (Vec<u8>, u64) {
+        (std::mem::take(&mut *self.buffer.0.borrow_mut()), self.lines.take())
+    }
 }
 
 #[derive(Clone, Default)]
@@ -261,20 +269,6 @@ impl Write for SharedBuffer {
     }
 }
 
-/// Formatted lines not yet shipped (only while a batch is open).
-#[derive(Default)]
-struct Pending {
-    bytes: Vec<u8>,
-    lines: u64,
-    batching: usize,
-}
-
-impl Pending {
-    fn take(&mut self) -> (Vec<u8>, u64) {
-        (std::mem::take(&mut self.bytes), std::mem::take(&mut self.lines))
-    }
-}
-
 thread_local! {
     static FORMATTER: Formatter = {
         let buffer = SharedBuffer::default();
@@ -284,9 +278,8 @@ thread_local! {
                 "msg" => PushFnValue(|r: &Record, s| s.emit(r.msg())),
             ))
             .build();
-        Formatter { json, buffer }
+        Formatter { json, buffer, lines: Cell::new(0), batching: Cell::new(0) }
     };
-    static PENDING: RefCell<Pending> = RefCell::default();
 }
 
 impl Drain for ChannelDrain {
@@ -295,16 +288,13 @@ impl Drain for ChannelDrain {
 
     fn log(&self, record: &Record, values: &OwnedKVList) -> Result<(), slog::Never> {
         let formatted = FORMATTER.with(|f| {
-            f.buffer.0.borrow_mut().clear();
-            let ok = f.json.log(record, values).is_ok();
-            ok.then(|| {
-                PENDING.with(|p| {
-                    let mut p = p.borrow_mut();
-                    p.bytes.extend_from_slice(&f.buffer.0.borrow());
-                    p.lines += 1;
-                    (p.batching == 0).then(|| p.take())
-                })
-            })
+            let start = f.buffer.0.borrow().len();
+            if f.json.log(record, values).is_err() {
+                f.buffer.0.borrow_mut().truncate(start);
+                return None;
+            }
+            f.lines.set(f.lines.get() + 1);
+            Some((f.batching.get() == 0).then(|| f.take()))
         });
         match formatted {
             // Outside a batch nobody waits for the receipt; a drop is counted all the same.
