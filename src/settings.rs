@@ -305,11 +305,7 @@ impl Raw {
             },
             memory_max_keys: at_least("rate_limit_memory_max_keys", self.rate_limit_memory_max_keys, 1)?,
             dry_run: self.rate_limit_dry_run,
-            exempt: self
-                .rate_limit_exempt_cidrs
-                .iter()
-                .map(|c| cidr("rate_limit_exempt_cidrs", c))
-                .collect::<Result<_, _>>()?,
+            exempt: each("rate_limit_exempt_cidrs", &self.rate_limit_exempt_cidrs, cidr)?,
             redis: RedisSettings {
                 url: redis_url(self.redis_url)?,
                 key_prefix: self.redis_key_prefix,
@@ -366,11 +362,7 @@ impl Raw {
                     _ => Err(invalid_key("api_keys", "(hidden)", "each key must be at least 16 characters")),
                 })
                 .collect::<Result<_, _>>()?,
-            allowed_origins: self
-                .allowed_origins
-                .iter()
-                .map(|o| origin("allowed_origins", o))
-                .collect::<Result<_, _>>()?,
+            allowed_origins: each("allowed_origins", &self.allowed_origins, origin)?,
         };
         let transport = TransportSettings {
             header_read_timeout: Duration::from_millis(at_least(
@@ -395,16 +387,8 @@ impl Raw {
             log_queue_bytes: at_least("log_queue_bytes", self.log_queue_bytes, 64 * 1024)?,
             log_write_timeout: Duration::from_millis(at_least("log_write_timeout_ms", self.log_write_timeout_ms, 1)?),
             rate_limit,
-            trusted_proxies: self
-                .trusted_proxies
-                .iter()
-                .map(|c| cidr("trusted_proxies", c))
-                .collect::<Result<_, _>>()?,
-            cors_allowed_origins: self
-                .cors_allowed_origins
-                .iter()
-                .map(|o| origin("cors_allowed_origins", o))
-                .collect::<Result<_, _>>()?,
+            trusted_proxies: each("trusted_proxies", &self.trusted_proxies, cidr)?,
+            cors_allowed_origins: each("cors_allowed_origins", &self.cors_allowed_origins, origin)?,
             limits,
             shutdown: ShutdownSettings {
                 delay: Duration::from_millis(self.shutdown_delay_ms),
@@ -416,6 +400,15 @@ impl Raw {
             forward: self.forward.resolve()?,
         })
     }
+}
+
+/// Every item of a list setting, parsed; the first bad one names the setting.
+fn each<T>(
+    key: &str,
+    items: &[String],
+    parse: fn(&str, &str) -> Result<T, SettingsError>,
+) -> Result<Vec<T>, SettingsError> {
+    items.iter().map(|item| parse(key, item)).collect()
 }
 
 /// The environment name of a setting key (`rate_limit_backend` -> `CLIENT_TELEMETRY_RATE_LIMIT_BACKEND`).
