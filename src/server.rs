@@ -57,7 +57,7 @@ impl AppState {
             identity: ClientIdentity::new(settings.trusted_proxies.clone()),
             limiter: Limiter::from_settings(&settings.rate_limit, &metrics, &logs.service),
             limits: settings.limits.clone(),
-            rate_limit_headers: RateLimitHeaders::new(settings.rate_limit.max_requests, settings.rate_limit.window),
+            rate_limit_headers: RateLimitHeaders::new(&settings.rate_limit),
             metrics,
             logs,
             lifecycle: Lifecycle::default(),
@@ -103,6 +103,8 @@ fn cors(origins: &[String]) -> Cors {
             header::CONTENT_TYPE,
             header::CONTENT_ENCODING,
             header::HeaderName::from_static(API_KEY_HEADER),
+            header::HeaderName::from_static(ingest::SESSION_HEADER),
+            header::HeaderName::from_static(ingest::BATCH_HEADER),
         ])
         .expose_headers([
             header::RETRY_AFTER,

@@ -63,6 +63,11 @@ pub struct RateLimitSettings {
     pub backend: Backend,
     /// Cap on clients the memory backend tracks at once (IP-spray protection).
     pub memory_max_keys: u64,
+    /// Requests per window one session may make within its IP's limit; `None`: no session limit.
+    pub session_max_requests: Option<u32>,
+    /// How long an accepted batch id is remembered; `None`: no de-duplication. Kept with the limits
+    /// because it is decided in the same limiter call.
+    pub dedup_window: Option<Duration>,
     /// Decide and count, but admit everything (to roll out a new limit).
     pub dry_run: bool,
     /// Clients never limited.
@@ -162,6 +167,8 @@ struct Raw {
     #[serde(deserialize_with = "comma_list")]
     rate_limit_exempt_cidrs: Vec<String>,
     rate_limit_redis_failure: String,
+    rate_limit_session_max_requests: u32,
+    dedup_window_ms: u64,
     redis_url: String,
     redis_key_prefix: String,
     redis_pool_size: usize,
@@ -217,6 +224,8 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("rate_limit_dry_run", "false"),
     ("rate_limit_exempt_cidrs", ""),
     ("rate_limit_redis_failure", "local"),
+    ("rate_limit_session_max_requests", "0"),
+    ("dedup_window_ms", "0"),
     ("redis_url", "redis://127.0.0.1:6379"),
     ("redis_key_prefix", "client-telemetry:"),
     ("redis_pool_size", "16"),
@@ -304,6 +313,18 @@ impl Raw {
                 }
             },
             memory_max_keys: at_least("rate_limit_memory_max_keys", self.rate_limit_memory_max_keys, 1)?,
+            session_max_requests: match self.rate_limit_session_max_requests {
+                0 => None,
+                n if n > self.rate_limit_max_requests => {
+                    let reason = format!(
+                        "a session limit above the IP's ({}) could never apply: set at most that, or 0 for none",
+                        self.rate_limit_max_requests
+                    );
+                    return Err(invalid_key("rate_limit_session_max_requests", &n.to_string(), &reason));
+                }
+                n => Some(n),
+            },
+            dedup_window: (self.dedup_window_ms > 0).then(|| Duration::from_millis(self.dedup_window_ms)),
             dry_run: self.rate_limit_dry_run,
             exempt: each("rate_limit_exempt_cidrs", &self.rate_limit_exempt_cidrs, cidr)?,
             redis: RedisSettings {
@@ -646,6 +667,22 @@ mod tests {
         assert_eq!((e.setting.as_str(), e.value.as_str()), ("CLIENT_TELEMETRY_RATE_LIMIT_BACKEND", "etcd"));
         let e = load(&[("CLIENT_TELEMETRY_CORS_ALLOWED_ORIGINS", "*")]).unwrap_err();
         assert_eq!(e.setting, "CLIENT_TELEMETRY_CORS_ALLOWED_ORIGINS");
+    }
+
+    #[test]
+    fn session_limits_and_dedup_are_off_by_default_and_a_session_limit_cannot_exceed_the_ips() {
+        let s = load(&[]).unwrap();
+        assert_eq!((s.rate_limit.session_max_requests, s.rate_limit.dedup_window), (None, None));
+        let s = load(&[
+            ("CLIENT_TELEMETRY_RATE_LIMIT_SESSION_MAX_REQUESTS", "20"),
+            ("CLIENT_TELEMETRY_DEDUP_WINDOW_MS", "600000"),
+        ])
+        .unwrap();
+        assert_eq!(s.rate_limit.session_max_requests, Some(20));
+        assert_eq!(s.rate_limit.dedup_window, Some(Duration::from_secs(600)));
+        let e = load(&[("CLIENT_TELEMETRY_RATE_LIMIT_SESSION_MAX_REQUESTS", "101")]).unwrap_err();
+        assert_eq!((e.setting.as_str(), e.value.as_str()), ("CLIENT_TELEMETRY_RATE_LIMIT_SESSION_MAX_REQUESTS", "101"));
+        assert!(e.to_string().contains("above the IP's (100)"), "{e}");
     }
 
     #[test]

@@ -87,3 +87,110 @@ fn ipv6_clients_are_limited_by_their_64() {
     assert_eq!(gateway.post_as("2001:db8:0:1:abcd::2", &batch(1)).status, 429, "same /64");
     assert_eq!(gateway.post_as("2001:db8:0:2::1", &batch(1)).status, 204, "another /64");
 }
+
+// --- Per-session limits: one runaway tab does not spend its whole network's quota.
+
+fn with_sessions(ip_max: &str, session_max: &str) -> Gateway {
+    Gateway::start(&[
+        ("CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS", ip_max),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_SESSION_MAX_REQUESTS", session_max),
+    ])
+}
+
+fn from_session(gateway: &Gateway, session: &str) -> support::Reply {
+    gateway.post_with(&[("content-type", "application/json"), ("x-session-id", session)], &batch(1))
+}
+
+#[test]
+fn a_runaway_session_is_refused_while_other_sessions_behind_the_same_ip_go_on() {
+    let gateway = with_sessions("5", "2");
+    for remaining in [1, 0] {
+        let reply = from_session(&gateway, "tab-a");
+        assert_eq!(reply.status, 204);
+        assert_eq!(reply.header("ratelimit-policy"), Some(r#""ip";q=5;w=60, "session";q=2;w=60"#));
+        let expected = format!(r#""ip";r={};t="#, 3 + remaining);
+        assert!(reply.header("ratelimit").unwrap().starts_with(&expected), "{:?}", reply.header("ratelimit"));
+        assert!(reply.header("ratelimit").unwrap().contains(&format!(r#", "session";r={remaining};t="#)));
+    }
+    let refused = from_session(&gateway, "tab-a");
+    assert_eq!(refused.status, 429);
+    let retry_after: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((60..=62).contains(&retry_after), "Retry-After {retry_after}");
+    assert!(refused.header("ratelimit").unwrap().starts_with(r#""ip";r=3;"#), "the refusal cost the IP nothing");
+
+    // Another tab behind the same address (a sendBeacon names its session in the query string)…
+    let beacon = gateway.url("/api/client-telemetry?session=tab-b");
+    assert_eq!(gateway.post_to(&beacon, &batch(1)).status, 204);
+    // …and a request naming no session, limited by its IP alone, share what is left of the IP's 5.
+    assert_eq!(gateway.post(&batch(1)).status, 204);
+    assert_eq!(gateway.post(&batch(1)).status, 204);
+    assert_eq!(from_session(&gateway, "tab-c").status, 429, "the IP's 5 are spent");
+
+    let decided = |d: &str| {
+        gateway.metric(&format!(r#"client_telemetry_rate_limit_decisions_total{{backend="memory",decision="{d}"}}"#))
+    };
+    assert_eq!((decided("allowed"), decided("session_limited"), decided("limited")), (5.0, 1.0, 1.0));
+    assert_eq!(gateway.wait_for_events(5).len(), 5);
+}
+
+#[test]
+fn an_invalid_session_id_is_a_clear_400_that_costs_no_quota() {
+    let gateway = with_sessions("1", "1");
+    for bad in ["{ip:1.2.3.4}", "a b", &"x".repeat(129)] {
+        let reply = from_session(&gateway, bad);
+        assert_eq!(reply.status, 400, "{bad:?}");
+        let error = reply.json()["error"].as_str().unwrap().to_string();
+        assert!(error.starts_with("invalid session id: use 1 to 128 characters"), "{error}");
+    }
+    assert_eq!(from_session(&gateway, "ok").status, 204, "nothing was spent");
+}
+
+#[test]
+fn without_a_session_limit_session_ids_are_not_read() {
+    let gateway = limited("60000", "2", false);
+    assert_eq!(from_session(&gateway, "not a valid id").status, 204);
+    assert_eq!(gateway.post(&batch(1)).header("ratelimit-policy"), Some(r#""ip";q=2;w=60"#));
+}
+
+// --- De-duplication: a retried batch is accepted once.
+
+fn with_batch_id(gateway: &Gateway, id: &str, body: &str) -> support::Reply {
+    gateway.post_with(&[("content-type", "application/json"), ("x-batch-id", id)], body)
+}
+
+#[test]
+fn a_retried_batch_is_logged_once_and_answered_as_a_duplicate() {
+    let gateway = Gateway::start(&[("CLIENT_TELEMETRY_DEDUP_WINDOW_MS", "60000")]);
+    assert_eq!(with_batch_id(&gateway, "b-1", &batch(3)).status, 204);
+    let retry = with_batch_id(&gateway, "b-1", &batch(3));
+    assert_eq!(retry.status, 200);
+    assert_eq!(retry.json(), serde_json::json!({ "accepted": 0, "duplicate": true }));
+    // sendBeacon's retry path: the id in the query string
+    let duplicate = gateway.post_to(&gateway.url("/api/client-telemetry?batch=b-1"), &batch(3));
+    assert_eq!(duplicate.json()["duplicate"], true);
+    assert_eq!(with_batch_id(&gateway, "b-2", &batch(2)).status, 204, "another id is another batch");
+    assert_eq!(gateway.post(&batch(1)).status, 204, "no id: never a duplicate");
+    assert_eq!(gateway.post(&batch(1)).status, 204);
+
+    assert_eq!(gateway.metric("client_telemetry_duplicate_batches_total"), 2.0);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(gateway.wait_for_events(7).len(), 7, "3 + 2 + 1 + 1: the duplicates were not logged");
+    assert!(gateway.metric(r#"client_telemetry_requests_total{status="200"}"#) == 2.0);
+}
+
+#[test]
+fn a_batch_that_was_refused_is_not_a_duplicate_when_sent_again() {
+    let gateway = Gateway::start(&[("CLIENT_TELEMETRY_DEDUP_WINDOW_MS", "60000")]);
+    assert_eq!(with_batch_id(&gateway, "b-1", "{\"events\":[{}]}").status, 400);
+    assert_eq!(with_batch_id(&gateway, "b-1", &batch(1)).status, 204, "only accepted batches are remembered");
+    assert_eq!(with_batch_id(&gateway, "b-1", &batch(1)).status, 200);
+}
+
+#[test]
+fn batch_ids_are_remembered_for_the_dedup_window_only() {
+    let gateway = Gateway::start(&[("CLIENT_TELEMETRY_DEDUP_WINDOW_MS", "300")]);
+    assert_eq!(with_batch_id(&gateway, "b-1", &batch(1)).status, 204);
+    assert_eq!(with_batch_id(&gateway, "b-1", &batch(1)).status, 200);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(with_batch_id(&gateway, "b-1", &batch(1)).status, 204, "forgotten after the window");
+}

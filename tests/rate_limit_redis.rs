@@ -150,7 +150,7 @@ fn assert_exact_and_never_over(replies: &[ScriptReply], params: &WindowParams) {
         let decision = reply.limits[0];
         assert_eq!(
             (reply.admitted, decision.remaining, decision.reset_after),
-            (expected.allowed, expected.remaining, expected.reset_after),
+            (expected.room, expected.remaining, expected.reset_after),
             "call {i} at {} differs from window.rs",
             reply.now_us
         );
@@ -179,7 +179,7 @@ fn the_window_slides_no_boundary_burst_a_second_burst_is_refused_and_quota_retur
     let window_us = limiter.params().window_us;
     let mut replies = Vec::new();
     let mut call = || {
-        let reply = rt.block_on(limiter.acquire(std::slice::from_ref(&key))).unwrap();
+        let reply = rt.block_on(limiter.acquire(std::slice::from_ref(&key), None)).unwrap();
         replies.push(reply.clone());
         reply
     };
@@ -229,7 +229,7 @@ fn poisson_traffic_at_half_to_twice_the_limit_never_exceeds_it_and_admits_as_muc
                     seed ^= seed << 17;
                     let uniform = (seed >> 11) as f64 / (1u64 << 53) as f64;
                     thread::sleep(Duration::from_secs_f64(-mean_gap_s * (1.0 - uniform).ln()));
-                    replies.push(rt.block_on(limiter.acquire(std::slice::from_ref(&key))).unwrap());
+                    replies.push(rt.block_on(limiter.acquire(std::slice::from_ref(&key), None)).unwrap());
                 }
                 (rate_factor, replies, limiter.params())
             })
@@ -263,16 +263,77 @@ fn a_call_with_several_keys_admits_only_when_every_key_has_room_and_then_counts_
     let tight = WindowParams::new(Duration::from_secs(60), 2);
     let keys = [(tag.clone(), limiter.params()), (format!("{tag}:session:abc"), tight)];
     for remaining in [(4, 1), (3, 0)] {
-        let reply = rt.block_on(limiter.acquire(&keys)).unwrap();
+        let reply = rt.block_on(limiter.acquire(&keys, None)).unwrap();
         assert!(reply.admitted);
         assert_eq!((reply.limits[0].remaining, reply.limits[1].remaining), remaining);
     }
-    let refused = rt.block_on(limiter.acquire(&keys)).unwrap();
+    let refused = rt.block_on(limiter.acquire(&keys, None)).unwrap();
     assert!(!refused.admitted);
-    assert!(refused.limits[0].allowed && !refused.limits[1].allowed, "the tight key refused, the other had room");
+    assert!(refused.limits[0].room && !refused.limits[1].room, "the tight key refused, the other had room");
     assert_eq!(refused.limits[0].remaining, 3, "nothing recorded in the key that had room");
     let counts: Vec<u64> = redis.query(&["HVALS", &tag]);
     assert_eq!(counts.iter().sum::<u64>(), 2);
+}
+
+#[test]
+fn a_call_whose_batch_key_exists_is_a_duplicate_and_records_nothing() {
+    let redis = RedisServer::start();
+    let limiter = limiter(&redis, 60_000, 5);
+    let rt = runtime();
+    let ip = LimitKey::Ip(IpBucket::of("198.51.100.41".parse().unwrap()));
+    let keys = [(limiter.redis_key(&ip), limiter.params())];
+    let seen = limiter.redis_key(&LimitKey::Batch(ip.ip(), "b-1".into()));
+    assert!(seen.contains("{ip:198.51.100.41}"), "the batch key shares the IP's hash tag: {seen}");
+
+    let new = rt.block_on(limiter.acquire(&keys, Some(&seen))).unwrap();
+    assert!(new.admitted && !new.duplicate, "the script only reads the batch key");
+    let _: () = redis.query(&["SET", &seen, "1", "PX", "60000"]);
+    let duplicate = rt.block_on(limiter.acquire(&keys, Some(&seen))).unwrap();
+    assert!(duplicate.duplicate && !duplicate.admitted);
+    assert_eq!(duplicate.limits[0].remaining, 4, "a duplicate costs no quota");
+    let counts: Vec<u64> = redis.query(&["HVALS", &keys[0].0]);
+    assert_eq!(counts.iter().sum::<u64>(), 1);
+}
+
+#[test]
+fn session_limits_and_batch_ids_are_shared_by_every_replica() {
+    let redis = RedisServer::start();
+    let extra = [
+        PATIENT,
+        ("CLIENT_TELEMETRY_RATE_LIMIT_SESSION_MAX_REQUESTS", "2"),
+        ("CLIENT_TELEMETRY_DEDUP_WINDOW_MS", "60000"),
+    ];
+    let fleet = fleet(&redis.url(), 2, "10", &extra);
+    let send = |gateway: &Gateway, session: &str, batch_id: &str| {
+        let headers = [
+            ("content-type", "application/json"),
+            ("x-forwarded-for", "198.51.100.42"),
+            ("x-session-id", session),
+            ("x-batch-id", batch_id),
+        ];
+        gateway.post_with(&headers, &batch(1))
+    };
+    // One tab, its requests spread over both replicas: 2 in all, not 2 each.
+    assert_eq!(send(&fleet[0], "tab-a", "a-1").status, 204);
+    assert_eq!(send(&fleet[1], "tab-a", "a-2").status, 204);
+    assert_eq!(send(&fleet[0], "tab-a", "a-3").status, 429);
+    assert_eq!(send(&fleet[1], "tab-a", "a-4").status, 429);
+    assert_eq!(send(&fleet[1], "tab-b", "b-1").status, 204, "another tab behind the same IP");
+
+    // A batch accepted by one replica and retried on the other is a duplicate there.
+    let seen = "client-telemetry:seen:{ip:198.51.100.42}:b-1";
+    assert!(wait_until(Duration::from_secs(5), || redis.query::<bool>(&["EXISTS", seen])), "remembered in Redis");
+    let retry = send(&fleet[0], "tab-b", "b-1");
+    assert_eq!((retry.status, retry.json()["duplicate"].as_bool()), (200, Some(true)));
+    let ttl_ms: i64 = redis.query(&["PTTL", seen]);
+    assert!(ttl_ms > 0 && ttl_ms <= 60_000, "PTTL {ttl_ms}");
+    let session_key = "client-telemetry:rl:{ip:198.51.100.42}:session:tab-a";
+    let ttl_ms: i64 = redis.query(&["PTTL", session_key]);
+    assert!(ttl_ms > 0 && ttl_ms <= 62_001, "{session_key}: PTTL {ttl_ms}");
+    let logged = || fleet.iter().map(|g| g.event_lines().len()).sum::<usize>();
+    wait_until(Duration::from_secs(5), || logged() >= 3);
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(logged(), 3, "a-1, a-2, b-1: each once");
 }
 
 #[test]
@@ -284,13 +345,13 @@ fn memory_per_tracked_key_stays_bounded_whatever_the_limit() {
     let (rt, key) = (runtime(), ip_key(&limiter, "198.51.100.50"));
     let end = Instant::now() + Duration::from_millis(1300);
     while Instant::now() < end {
-        assert!(rt.block_on(limiter.acquire(std::slice::from_ref(&key))).unwrap().admitted);
+        assert!(rt.block_on(limiter.acquire(std::slice::from_ref(&key), None)).unwrap().admitted);
         thread::sleep(Duration::from_millis(3));
     }
     let fields: u64 = redis.query(&["HLEN", &key.0]);
     let bytes: u64 = redis.query(&["MEMORY", "USAGE", &key.0]);
     let one = ip_key(&limiter, "198.51.100.51");
-    rt.block_on(limiter.acquire(std::slice::from_ref(&one))).unwrap();
+    rt.block_on(limiter.acquire(std::slice::from_ref(&one), None)).unwrap();
     let one_bytes: u64 = redis.query(&["MEMORY", "USAGE", &one.0]);
     eprintln!("MEMORY USAGE of one key: {bytes} bytes with {fields} sub-windows in use, {one_bytes} with one");
     assert!((40..=62).contains(&fields), "{fields} sub-windows");
@@ -316,7 +377,8 @@ fn the_script_never_receives_a_time_every_key_expires_and_a_decision_is_one_eval
     assert_eq!(calls.get("evalsha"), Some(&40), "{calls:?}");
     assert!(!calls.contains_key("ping") && !calls.contains_key("script|load"), "{calls:?}");
 
-    // Every argument the gateway sends: the script's hash, the key, then window, sub-window, limit.
+    // Every argument the gateway sends: the script's hash, the key, no batch key, then window,
+    // sub-window, limit.
     type Entry = (i64, i64, i64, Vec<String>, String, String);
     let log: Vec<Entry> = redis.query(&["SLOWLOG", "GET", "1000"]);
     let evals: Vec<&Vec<String>> =
@@ -325,7 +387,7 @@ fn the_script_never_receives_a_time_every_key_expires_and_a_decision_is_one_eval
     for args in evals {
         assert_eq!(args[2..4], ["1".to_string(), args[3].clone()]);
         assert!(args[3].starts_with("client-telemetry:rl:{ip:203.0.113."), "{args:?}");
-        assert_eq!(args[4..], ["60000000", "1000000", "100"], "static parameters only, no time");
+        assert_eq!(args[4..], ["0", "60000000", "1000000", "100"], "static parameters only, no time");
     }
 
     let keys: Vec<String> = redis.query(&["KEYS", "*"]);

@@ -1,14 +1,16 @@
-//! The request path, top to bottom: access (origin, API key) → rate limit → content type and
-//! encoding → size limit (of the decompressed body) → parse → validate → scrub → log (and wait
-//! until written) → forward (queue only) → answer. A refused request (401, 403, 429) costs no quota; one that passed the
-//! limiter has spent its quota even if its body is then refused, so malformed floods are limited too.
+//! The request path, top to bottom: access (origin, API key) → rate limit per IP and session, and
+//! duplicate check → content type and encoding → size limit (of the decompressed body) → parse →
+//! validate → scrub → log (and wait until written) → forward (queue only) → remember the batch id →
+//! answer. A refused request (400 for a bad id, 401, 403, 429) or a duplicate costs no quota; one
+//! that passed the limiter has spent its quota even if its body is then refused, so malformed
+//! floods are limited too.
 
 use std::{borrow::Cow, time::Instant};
 
 use actix_web::{HttpRequest, HttpResponse, ResponseError, http::ConnectionType, web};
 
-use super::{body, decode, event_log, response, response::IngestError};
-use crate::{client_ip::IpBucket, ratelimit::LimitKey, server::AppState};
+use super::{attempt, body, decode, event_log, response, response::IngestError};
+use crate::server::AppState;
 
 pub async fn ingest(request: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let started = Instant::now();
@@ -27,12 +29,19 @@ async fn limit_then_accept(request: &HttpRequest, payload: web::Payload, state: 
     if let Err(error) = state.access.check(request) {
         return error_response(state, error);
     }
-    let client = state.identity.client_ip(request).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
-    let key = LimitKey::Ip(IpBucket::of(client));
-    let decision = state.limiter.check(client, &key).await;
-    let mut response = if decision.allowed {
+    let attempt = match attempt::attempt(request, state) {
+        Ok(attempt) => attempt,
+        Err(error) => return error_response(state, error),
+    };
+    let decision = state.limiter.check(&attempt).await;
+    let mut response = if decision.duplicate {
+        response::duplicate()
+    } else if decision.allowed {
         match accept(request, payload, state).await {
-            Ok(response) => response,
+            Ok(response) => {
+                state.limiter.accepted(&attempt);
+                response
+            }
             Err(error) => error_response(state, error),
         }
     } else {

@@ -1,5 +1,6 @@
 //! `POST /api/client-telemetry`: the ingest route.
 
+mod attempt;
 mod body;
 mod decode;
 pub mod event;
@@ -7,6 +8,7 @@ mod event_log;
 mod handler;
 pub mod response;
 
+pub use attempt::{BATCH_HEADER, SESSION_HEADER};
 pub use body::gunzip;
 pub use decode::{Batch, Rejection, decode_body};
 pub use handler::ingest;

@@ -13,7 +13,10 @@ use actix_web::{
 use serde_json::json;
 
 use super::decode::Rejection;
-use crate::ratelimit::Decision;
+use crate::{
+    ratelimit::{Decision, Quota},
+    settings::RateLimitSettings,
+};
 
 #[derive(Debug)]
 pub enum IngestError {
@@ -43,6 +46,11 @@ pub enum IngestError {
     },
     InvalidGzip(String),
     BodyTimeout(std::time::Duration),
+    /// A session or batch id that is not a short URL-safe token.
+    InvalidId {
+        what: &'static str,
+        max: usize,
+    },
     /// The log writer could not take the lines (overload): nothing was accepted.
     LogUnavailable,
 }
@@ -104,6 +112,11 @@ impl fmt::Display for IngestError {
             }
             IngestError::InvalidGzip(e) => write!(f, "the body is not valid gzip: {e}"),
             IngestError::BodyTimeout(t) => write!(f, "the body was not received within {} ms", t.as_millis()),
+            IngestError::InvalidId { what, max } => write!(
+                f,
+                "invalid {what} id: use 1 to {max} characters of A-Z a-z 0-9 - _ . : ~ (X-{}-Id header or `{what}` query parameter)",
+                if *what == "session" { "Session" } else { "Batch" }
+            ),
             IngestError::LogUnavailable => {
                 f.write_str("the gateway is overloaded and accepted nothing of this request: retry later")
             }
@@ -130,6 +143,7 @@ impl ResponseError for IngestError {
             | IngestError::MalformedJson(_)
             | IngestError::BadShape(_)
             | IngestError::TooManyEvents { .. }
+            | IngestError::InvalidId { .. }
             | IngestError::NoValidEvents(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -174,29 +188,45 @@ fn rejections(rejected: &[Rejection]) -> Vec<serde_json::Value> {
     rejected.iter().map(|r| json!({ "index": r.index, "error": r.invalid.message })).collect()
 }
 
-/// Seconds until a slot frees, rounded up, at least 1.
-pub fn retry_after_seconds(decision: &Decision) -> u64 {
-    decision.reset_after.as_secs_f64().ceil().max(1.0) as u64
+/// A batch whose id was already accepted: success, and nothing is logged again.
+pub fn duplicate() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "accepted": 0, "duplicate": true }))
 }
 
-/// The IETF RateLimit headers (draft-ietf-httpapi-ratelimit-headers):
-/// `RateLimit-Policy: "ip";q=100;w=60` and `RateLimit: "ip";r=37;t=12`.
+/// Seconds until every limit that refused has a free slot, rounded up, at least 1.
+pub fn retry_after_seconds(decision: &Decision) -> u64 {
+    decision.retry_after().as_secs_f64().ceil().max(1.0) as u64
+}
+
+/// The IETF RateLimit headers (draft-ietf-httpapi-ratelimit-headers-10), one list item per limit
+/// that applied: `RateLimit-Policy: "ip";q=100;w=60, "session";q=20;w=60` and
+/// `RateLimit: "ip";r=37;t=12, "session";r=0;t=40`.
 pub struct RateLimitHeaders {
-    policy: HeaderValue,
+    ip_only: HeaderValue,
+    with_session: HeaderValue,
 }
 
 impl RateLimitHeaders {
-    pub fn new(limit: u32, window: std::time::Duration) -> Self {
-        let window_s = window.as_secs_f64().ceil().max(1.0) as u64;
-        let policy = HeaderValue::from_str(&format!("\"ip\";q={limit};w={window_s}")).expect("ASCII");
-        Self { policy }
+    pub fn new(settings: &RateLimitSettings) -> Self {
+        let window_s = settings.window.as_secs_f64().ceil().max(1.0) as u64;
+        let ip = format!("\"ip\";q={};w={window_s}", settings.max_requests);
+        let session = settings.session_max_requests.map(|q| format!(", \"session\";q={q};w={window_s}"));
+        Self {
+            ip_only: HeaderValue::from_str(&ip).expect("ASCII"),
+            with_session: HeaderValue::from_str(&(ip + &session.unwrap_or_default())).expect("ASCII"),
+        }
     }
 
     pub fn apply(&self, response: &mut HttpResponse, decision: &Decision) {
-        let reset = decision.reset_after.as_secs_f64().ceil() as u64;
-        let current = format!("\"ip\";r={};t={reset}", decision.remaining);
+        let item = |name: &str, quota: &Quota| {
+            format!("\"{name}\";r={};t={}", quota.remaining, quota.reset_after.as_secs_f64().ceil() as u64)
+        };
+        let (policy, current) = match &decision.session {
+            None => (&self.ip_only, item("ip", &decision.ip)),
+            Some(session) => (&self.with_session, item("ip", &decision.ip) + ", " + &item("session", session)),
+        };
         let headers = response.headers_mut();
-        headers.insert(HeaderName::from_static("ratelimit-policy"), self.policy.clone());
+        headers.insert(HeaderName::from_static("ratelimit-policy"), policy.clone());
         headers.insert(HeaderName::from_static("ratelimit"), HeaderValue::from_str(&current).expect("ASCII"));
     }
 }

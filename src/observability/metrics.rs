@@ -15,6 +15,7 @@ pub struct Metrics {
     pub events_rejected: IntCounterVec,
     pub log_lines_dropped: IntCounter,
     pub rate_limit_decisions: IntCounterVec,
+    pub duplicate_batches: IntCounter,
     pub rate_limiter_duration: HistogramVec,
     pub redactions: IntCounterVec,
 }
@@ -51,6 +52,11 @@ impl Metrics {
         let events_rejected = IntCounterVec::new(
             Opts::new("client_telemetry_events_rejected_total", "Events refused by validation, by reason."),
             &["reason"],
+        )
+        .unwrap();
+        let duplicate_batches = IntCounter::new(
+            "client_telemetry_duplicate_batches_total",
+            "Batches answered as duplicates (their id was already accepted): not logged or forwarded again.",
         )
         .unwrap();
         let log_lines_dropped = IntCounter::new(
@@ -102,6 +108,7 @@ impl Metrics {
         reg(Box::new(events_rejected.clone()));
         reg(Box::new(log_lines_dropped.clone()));
         reg(Box::new(rate_limit_decisions.clone()));
+        reg(Box::new(duplicate_batches.clone()));
         reg(Box::new(rate_limiter_duration.clone()));
         reg(Box::new(redactions.clone()));
         reg(Box::new(build_info));
@@ -117,6 +124,7 @@ impl Metrics {
             events_rejected,
             log_lines_dropped,
             rate_limit_decisions,
+            duplicate_batches,
             rate_limiter_duration,
             redactions,
         }

@@ -5,58 +5,99 @@
 //! most often, which are the ones a limit matters for.
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
 use moka::sync::Cache;
 
 use super::{
-    BoxFuture, Decision, LimitKey, RateLimiter,
+    BoxFuture, Decision, Keys, LimitKey, RateLimiter,
     window::{SlidingWindow, WindowParams},
 };
 use crate::settings::RateLimitSettings;
 
 pub struct MemoryLimiter {
-    params: WindowParams,
-    keys: Cache<LimitKey, Arc<Mutex<SlidingWindow>>>,
+    ip: WindowParams,
+    session: Option<WindowParams>,
+    windows: Cache<LimitKey, Arc<Mutex<SlidingWindow>>>,
+    /// Accepted batch ids, each kept for the de-duplication window; `None` when it is off.
+    seen: Option<Cache<LimitKey, ()>>,
     epoch: Instant,
 }
 
 impl MemoryLimiter {
     pub fn new(settings: &RateLimitSettings) -> Self {
-        let params = WindowParams::new(settings.window, settings.max_requests);
+        let ip = WindowParams::new(settings.window, settings.max_requests);
         // Idle for a window and a sub-window: nothing of the key is counted any more.
-        let idle = settings.window + Duration::from_micros(params.granularity_us);
+        let idle = settings.window + Duration::from_micros(ip.granularity_us);
         Self {
-            params,
-            keys: Cache::builder().max_capacity(settings.memory_max_keys).time_to_idle(idle).build(),
+            ip,
+            session: settings.session_max_requests.map(|limit| WindowParams::new(settings.window, limit)),
+            windows: Cache::builder().max_capacity(settings.memory_max_keys).time_to_idle(idle).build(),
+            seen: settings
+                .dedup_window
+                .map(|ttl| Cache::builder().max_capacity(settings.memory_max_keys).time_to_live(ttl).build()),
             epoch: Instant::now(),
         }
     }
 
     /// Decides at an explicit time (microseconds on this limiter's monotonic clock).
-    pub fn check_at(&self, key: &LimitKey, now_us: u64) -> Decision {
-        let window = self.keys.get_with_by_ref(key, Default::default);
-        let mut window = window.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        window.try_acquire(now_us, &self.params)
+    pub fn check_at(&self, keys: &Keys, now_us: u64) -> Decision {
+        let duplicate =
+            self.seen.as_ref().zip(keys.batch.as_ref()).is_some_and(|(seen, batch)| seen.contains_key(batch));
+        let ip_window = self.window(&keys.ip);
+        let session_window = self.session.zip(keys.session.as_ref()).map(|(params, key)| (params, self.window(key)));
+        // The IP's lock is always taken first, so two calls never wait on each other in a cycle.
+        let mut ip = lock(&ip_window);
+        let mut session = session_window.as_ref().map(|(params, window)| (params, lock(window)));
+        let ip_quota = ip.quota(now_us, &self.ip);
+        let session_quota = session.as_mut().map(|(params, window)| window.quota(now_us, params));
+        let mut decision = Decision::of(ip_quota, session_quota, duplicate);
+        if decision.allowed {
+            ip.record(now_us, &self.ip);
+            decision.ip.remaining -= 1;
+            if let (Some((params, window)), Some(quota)) = (&mut session, &mut decision.session) {
+                window.record(now_us, params);
+                quota.remaining -= 1;
+            }
+        }
+        decision
+    }
+
+    fn window(&self, key: &LimitKey) -> Arc<Mutex<SlidingWindow>> {
+        self.windows.get_with_by_ref(key, Default::default)
     }
 
     pub fn now_us(&self) -> u64 {
         self.epoch.elapsed().as_micros() as u64
     }
 
+    pub fn remember(&self, batch: LimitKey) {
+        if let Some(seen) = &self.seen {
+            seen.insert(batch, ());
+        }
+    }
+
     /// Keys currently tracked (approximate; moka applies evictions lazily).
     pub fn tracked_keys(&self) -> u64 {
-        self.keys.run_pending_tasks();
-        self.keys.entry_count()
+        self.windows.run_pending_tasks();
+        self.windows.entry_count()
     }
 }
 
+fn lock(window: &Mutex<SlidingWindow>) -> MutexGuard<'_, SlidingWindow> {
+    window.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl RateLimiter for MemoryLimiter {
-    fn check<'a>(&'a self, key: &'a LimitKey) -> BoxFuture<'a, Decision> {
-        let decision = self.check_at(key, self.now_us());
+    fn check<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, Decision> {
+        let decision = self.check_at(keys, self.now_us());
         Box::pin(std::future::ready(decision))
+    }
+
+    fn remember(&self, batch: LimitKey) {
+        MemoryLimiter::remember(self, batch);
     }
 
     fn backend(&self) -> &'static str {
@@ -79,8 +120,8 @@ mod tests {
         })
     }
 
-    fn key(i: u32) -> LimitKey {
-        LimitKey::Ip(IpBucket::V4(i.to_be_bytes()))
+    fn key(i: u32) -> Keys {
+        Keys { ip: LimitKey::Ip(IpBucket::V4(i.to_be_bytes())), session: None, batch: None }
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! Rate limiting: one sliding-window limit per client, behind a small backend trait.
+//! Rate limiting: a sliding-window limit per client IP and, when the request names one, per session
+//! within that IP; plus optional batch de-duplication, decided in the same call (on Redis, the same
+//! round trip).
 //!
 //! `RateLimiter` is what a backend implements; `Limiter` is what the request path calls: it adds what
 //! does not depend on the backend (exempt clients, dry run, decision metrics) around whichever
@@ -8,11 +10,11 @@ mod memory;
 pub mod redis;
 pub mod window;
 
-use std::{future::Future, net::IpAddr, pin::Pin, sync::Arc, time::Instant};
+use std::{future::Future, net::IpAddr, pin::Pin, sync::Arc, time::Duration, time::Instant};
 
 use ipnet::IpNet;
 pub use memory::MemoryLimiter;
-use prometheus::{HistogramVec, IntCounterVec};
+use prometheus::{HistogramVec, IntCounter, IntCounterVec};
 pub use redis::RedisLimiter;
 
 use crate::{
@@ -20,28 +22,123 @@ use crate::{
     settings::{Backend, RateLimitSettings},
 };
 
-/// What a request is limited by.
+/// What one ingest request is checked against.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// The client address (after trusted proxies): exemptions are matched against it.
+    pub client: IpAddr,
+    /// The sending page's session id, when it names one and session limits are on.
+    pub session: Option<Box<str>>,
+    /// The client's id for this batch, when it sends one and de-duplication is on.
+    pub batch: Option<Box<str>>,
+}
+
+/// The keys of one attempt. Session and batch keys live inside their IP's key space, so nobody can
+/// spend another network's session quota or mark its batches seen, and (on Redis) every key of one
+/// call shares a Cluster slot.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    pub ip: LimitKey,
+    pub session: Option<LimitKey>,
+    pub batch: Option<LimitKey>,
+}
+
+impl Attempt {
+    pub fn keys(&self) -> Keys {
+        let ip = IpBucket::of(self.client);
+        Keys {
+            ip: LimitKey::Ip(ip),
+            session: self.session.clone().map(|id| LimitKey::Session(ip, id)),
+            batch: self.batch.clone().map(|id| LimitKey::Batch(ip, id)),
+        }
+    }
+}
+
+/// A key the limiter keeps state under.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum LimitKey {
     Ip(IpBucket),
+    Session(IpBucket, Box<str>),
+    /// A batch id already accepted (de-duplication).
+    Batch(IpBucket, Box<str>),
+}
+
+impl LimitKey {
+    /// The IP the key belongs to (the Redis hash tag).
+    pub fn ip(&self) -> IpBucket {
+        match self {
+            LimitKey::Ip(ip) | LimitKey::Session(ip, _) | LimitKey::Batch(ip, _) => *ip,
+        }
+    }
 }
 
 impl std::fmt::Display for LimitKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            LimitKey::Ip(bucket) => write!(f, "ip:{bucket}"),
+            LimitKey::Ip(ip) => write!(f, "ip:{ip}"),
+            LimitKey::Session(ip, id) => write!(f, "ip:{ip}:session:{id}"),
+            LimitKey::Batch(ip, id) => write!(f, "ip:{ip}:batch:{id}"),
         }
     }
+}
+
+/// Where one limit stands for one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// The key had room for this request.
+    pub room: bool,
+    pub limit: u32,
+    /// Left after this request.
+    pub remaining: u32,
+    /// Until the oldest counted request leaves the window (a slot frees).
+    pub reset_after: Duration,
 }
 
 /// One decision, with what the RateLimit headers need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
     pub allowed: bool,
-    pub limit: u32,
-    pub remaining: u32,
-    /// Until the oldest counted request leaves the window (a slot frees): `Retry-After` when refused.
-    pub reset_after: std::time::Duration,
+    /// The batch id was already accepted: nothing was counted, nothing is to be logged again.
+    pub duplicate: bool,
+    pub ip: Quota,
+    /// Present when the request named a session and session limits are on.
+    pub session: Option<Quota>,
+}
+
+impl Decision {
+    /// Admits and counts nothing against any limit.
+    pub fn unlimited(ip_limit: u32) -> Self {
+        let ip = Quota { room: true, limit: ip_limit, remaining: ip_limit, reset_after: Duration::ZERO };
+        Self { allowed: true, duplicate: false, ip, session: None }
+    }
+
+    /// Refused by the failure policy, with `retry_after`.
+    pub fn refused(ip_limit: u32, retry_after: Duration) -> Self {
+        let ip = Quota { room: false, limit: ip_limit, remaining: 0, reset_after: retry_after };
+        Self { allowed: false, duplicate: false, ip, session: None }
+    }
+
+    /// From the quotas of one call: admitted only when each has room and the batch is new.
+    pub fn of(ip: Quota, session: Option<Quota>, duplicate: bool) -> Self {
+        let room = ip.room && session.is_none_or(|s| s.room);
+        Self { allowed: room && !duplicate, duplicate, ip, session }
+    }
+
+    /// When a refused request may be retried: once every limit that refused it has a free slot.
+    pub fn retry_after(&self) -> Duration {
+        [Some(self.ip), self.session]
+            .into_iter()
+            .flatten()
+            .filter(|q| !q.room)
+            .map(|q| q.reset_after)
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Only the session's limit refused (the IP had room): a runaway tab, not a noisy network.
+    fn session_only(&self) -> bool {
+        self.ip.room && self.session.is_some_and(|s| !s.room)
+    }
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
@@ -49,7 +146,12 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 /// A limiter backend. A backend never fails the request: it answers with a decision, whatever
 /// happens to what it depends on (its own failure policy decides how).
 pub trait RateLimiter: Send + Sync {
-    fn check<'a>(&'a self, key: &'a LimitKey) -> BoxFuture<'a, Decision>;
+    /// Decides on every key at once and, when admitted, counts the request against each limit.
+    /// A refusal or a duplicate counts nothing.
+    fn check<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, Decision>;
+    /// Records an accepted batch id, so a retry of it within the de-duplication window is a duplicate.
+    /// Called after the batch is logged: a failure here can only let a retry be logged twice.
+    fn remember(&self, batch: LimitKey);
     /// Name used in metrics and `/readyz`.
     fn backend(&self) -> &'static str;
     /// True while decisions come from the failure policy instead of the backend itself.
@@ -62,9 +164,12 @@ pub trait RateLimiter: Send + Sync {
 pub struct Limiter {
     backend: Arc<dyn RateLimiter>,
     limit: u32,
+    sessions: bool,
+    dedup: bool,
     dry_run: bool,
     exempt: Vec<IpNet>,
     decisions: IntCounterVec,
+    duplicates: IntCounter,
     duration: HistogramVec,
 }
 
@@ -75,15 +180,18 @@ impl Limiter {
         metrics: &crate::observability::Metrics,
     ) -> Self {
         // Every series exists from the start at 0, so rate() sees the first burst whole.
-        for decision in ["allowed", "limited", "dry_run_limited", "exempt"] {
+        for decision in DECISIONS {
             metrics.rate_limit_decisions.with_label_values(&[backend.backend(), decision]);
         }
         Self {
             backend,
             limit: settings.max_requests,
+            sessions: settings.session_max_requests.is_some(),
+            dedup: settings.dedup_window.is_some(),
             dry_run: settings.dry_run,
             exempt: settings.exempt.clone(),
             decisions: metrics.rate_limit_decisions.clone(),
+            duplicates: metrics.duplicate_batches.clone(),
             duration: metrics.rate_limiter_duration.clone(),
         }
     }
@@ -100,28 +208,48 @@ impl Limiter {
         Self::new(backend, settings, metrics)
     }
 
-    /// Decides for `client` (the address exemptions are checked against), limited by `key`.
-    pub async fn check(&self, client: IpAddr, key: &LimitKey) -> Decision {
+    /// Decides for one attempt. Exempt clients skip every limit and de-duplication.
+    pub async fn check(&self, attempt: &Attempt) -> Decision {
         let backend = self.backend.backend();
-        if self.exempt.iter().any(|net| net.contains(&client)) {
+        if self.exempt.iter().any(|net| net.contains(&attempt.client)) {
             self.decisions.with_label_values(&[backend, "exempt"]).inc();
-            let unlimited =
-                Decision { allowed: true, limit: self.limit, remaining: self.limit, reset_after: Default::default() };
-            return unlimited;
+            return Decision::unlimited(self.limit);
         }
         let started = Instant::now();
-        let mut decision = self.backend.check(key).await;
+        let mut decision = self.backend.check(&attempt.keys()).await;
         self.duration.with_label_values(&[backend]).observe(started.elapsed().as_secs_f64());
+        if decision.duplicate {
+            self.duplicates.inc();
+            return decision;
+        }
         let outcome = match (decision.allowed, self.dry_run) {
             (true, _) => "allowed",
-            (false, false) => "limited",
             (false, true) => {
                 decision.allowed = true;
                 "dry_run_limited"
             }
+            (false, false) if decision.session_only() => "session_limited",
+            (false, false) => "limited",
         };
         self.decisions.with_label_values(&[backend, outcome]).inc();
         decision
+    }
+
+    /// After the attempt's batch was accepted: remember its id (never waits; see `RateLimiter::remember`).
+    pub fn accepted(&self, attempt: &Attempt) {
+        if let Some(batch) = attempt.keys().batch {
+            self.backend.remember(batch);
+        }
+    }
+
+    /// Whether requests naming a session are limited per session too.
+    pub fn limits_sessions(&self) -> bool {
+        self.sessions
+    }
+
+    /// Whether batch ids are de-duplicated.
+    pub fn deduplicates(&self) -> bool {
+        self.dedup
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -133,21 +261,21 @@ impl Limiter {
     }
 }
 
+/// The `decision` label of `client_telemetry_rate_limit_decisions_total`.
+const DECISIONS: [&str; 5] = ["allowed", "limited", "session_limited", "dry_run_limited", "exempt"];
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{observability::Metrics, settings::Settings};
 
+    /// A memory limiter of 2 requests per IP, plus what `vars` set.
     fn limiter(vars: &[(&str, &str)]) -> (Limiter, Metrics) {
-        let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string()));
-        let settings =
-            Settings::from_vars(vars.chain([("CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS".into(), "1".into())]));
+        let vars = [("CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS", "2")].iter().chain(vars);
+        let settings = Settings::from_vars(vars.map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
         let metrics = Metrics::new();
-        let limiter = Limiter::from_settings(
-            &settings.unwrap().rate_limit,
-            &metrics,
-            &slog::Logger::root(slog::Discard, slog::o!()),
-        );
+        let limiter =
+            Limiter::from_settings(&settings.rate_limit, &metrics, &slog::Logger::root(slog::Discard, slog::o!()));
         (limiter, metrics)
     }
 
@@ -155,20 +283,20 @@ mod tests {
         metrics.rate_limit_decisions.with_label_values(&["memory", decision]).get()
     }
 
-    fn client(ip: &str) -> (IpAddr, LimitKey) {
-        let ip: IpAddr = ip.parse().unwrap();
-        (ip, LimitKey::Ip(IpBucket::of(ip)))
+    fn from(ip: &str, session: Option<&str>, batch: Option<&str>) -> Attempt {
+        Attempt { client: ip.parse().unwrap(), session: session.map(Into::into), batch: batch.map(Into::into) }
     }
 
     #[actix_web::test]
     async fn dry_run_admits_what_it_would_refuse_and_counts_it() {
         let (limiter, metrics) = limiter(&[("CLIENT_TELEMETRY_RATE_LIMIT_DRY_RUN", "true")]);
-        let (ip, key) = client("198.51.100.1");
-        assert!(limiter.check(ip, &key).await.allowed);
-        let would_refuse = limiter.check(ip, &key).await;
+        let client = from("198.51.100.1", None, None);
+        assert!(limiter.check(&client).await.allowed);
+        assert!(limiter.check(&client).await.allowed);
+        let would_refuse = limiter.check(&client).await;
         assert!(would_refuse.allowed);
-        assert_eq!(would_refuse.remaining, 0);
-        assert_eq!((decided(&metrics, "allowed"), decided(&metrics, "dry_run_limited")), (1, 1));
+        assert_eq!((would_refuse.ip.room, would_refuse.ip.remaining), (false, 0));
+        assert_eq!((decided(&metrics, "allowed"), decided(&metrics, "dry_run_limited")), (2, 1));
         assert_eq!(decided(&metrics, "limited"), 0);
     }
 
@@ -176,16 +304,65 @@ mod tests {
     async fn exempt_clients_are_never_limited_nor_counted_against_a_limit() {
         let (limiter, metrics) = limiter(&[("CLIENT_TELEMETRY_RATE_LIMIT_EXEMPT_CIDRS", "10.0.0.0/8,2001:db8::5")]);
         for ip in ["10.1.2.3", "2001:db8::5"] {
-            let (ip, key) = client(ip);
             for _ in 0..3 {
-                assert!(limiter.check(ip, &key).await.allowed);
+                assert!(limiter.check(&from(ip, None, None)).await.allowed);
             }
         }
         assert_eq!(decided(&metrics, "exempt"), 6);
         // a neighbour in the same /64 as the exempt host is limited as usual
-        let (ip, key) = client("2001:db8::6");
-        assert!(limiter.check(ip, &key).await.allowed);
-        assert!(!limiter.check(ip, &key).await.allowed);
+        let neighbour = from("2001:db8::6", None, None);
+        assert!(limiter.check(&neighbour).await.allowed);
+        assert!(limiter.check(&neighbour).await.allowed);
+        assert!(!limiter.check(&neighbour).await.allowed);
         assert_eq!(decided(&metrics, "limited"), 1);
+    }
+
+    #[actix_web::test]
+    async fn a_session_spends_at_most_its_own_limit_and_leaves_the_rest_of_its_ip_to_others() {
+        let (limiter, metrics) = limiter(&[
+            ("CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS", "3"),
+            ("CLIENT_TELEMETRY_RATE_LIMIT_SESSION_MAX_REQUESTS", "2"),
+        ]);
+        let runaway = from("198.51.100.2", Some("tab-a"), None);
+        assert!(limiter.check(&runaway).await.allowed);
+        let last = limiter.check(&runaway).await;
+        assert!(last.allowed);
+        assert_eq!((last.ip.remaining, last.session.unwrap().remaining), (1, 0));
+        let refused = limiter.check(&runaway).await;
+        assert!(!refused.allowed && refused.ip.room && !refused.session.unwrap().room);
+        assert_eq!(refused.ip.remaining, 1, "a refusal costs the IP nothing");
+        assert_eq!(decided(&metrics, "session_limited"), 1);
+        // another tab behind the same address still gets the IP's last slot, then the IP is spent
+        assert!(limiter.check(&from("198.51.100.2", Some("tab-b"), None)).await.allowed);
+        assert!(!limiter.check(&from("198.51.100.2", Some("tab-c"), None)).await.allowed);
+        assert_eq!(decided(&metrics, "limited"), 1);
+        // the same session id from another network is another session
+        assert!(limiter.check(&from("203.0.113.9", Some("tab-a"), None)).await.allowed);
+    }
+
+    #[actix_web::test]
+    async fn without_session_limits_a_session_id_changes_nothing() {
+        let (limiter, _) = limiter(&[]);
+        let with = from("198.51.100.3", Some("tab-a"), None);
+        assert_eq!(limiter.check(&with).await.session, None);
+        assert!(limiter.check(&from("198.51.100.3", Some("tab-b"), None)).await.allowed);
+        assert!(!limiter.check(&from("198.51.100.3", Some("tab-c"), None)).await.allowed, "the IP's limit of 2");
+    }
+
+    #[actix_web::test]
+    async fn a_batch_accepted_once_is_a_duplicate_after_and_costs_no_quota() {
+        let (limiter, metrics) = limiter(&[("CLIENT_TELEMETRY_DEDUP_WINDOW_MS", "60000")]);
+        let first = from("198.51.100.4", None, Some("b-1"));
+        assert!(limiter.check(&first).await.allowed);
+        // not yet accepted (the first try may still fail): a retry is not a duplicate
+        let retry = limiter.check(&first).await;
+        assert!(retry.allowed && !retry.duplicate);
+        limiter.accepted(&first);
+        let duplicate = limiter.check(&first).await;
+        assert!(duplicate.duplicate && !duplicate.allowed);
+        assert_eq!(duplicate.ip.remaining, 0, "the IP spent 2, the duplicate nothing");
+        assert_eq!(metrics.duplicate_batches.get(), 1);
+        // the same id from another network is another batch
+        assert!(!limiter.check(&from("203.0.113.4", None, Some("b-1"))).await.duplicate);
     }
 }

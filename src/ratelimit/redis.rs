@@ -17,7 +17,7 @@ use prometheus::{IntCounterVec, IntGauge, Opts};
 use redis::{AsyncConnectionConfig, Client, RedisError, Script, aio::MultiplexedConnection};
 use slog::{Logger, info, warn};
 
-use super::{BoxFuture, Decision, LimitKey, MemoryLimiter, RateLimiter, window::WindowParams};
+use super::{BoxFuture, Decision, Keys, LimitKey, MemoryLimiter, Quota, RateLimiter, window::WindowParams};
 use crate::{
     observability::Metrics,
     settings::{RateLimitSettings, RedisFailure},
@@ -34,6 +34,8 @@ pub struct RedisLimiter {
     pool: Pool<Connector>,
     script: Script,
     params: WindowParams,
+    session: Option<WindowParams>,
+    dedup_window: Option<Duration>,
     key_prefix: String,
     timeout: Duration,
     refused_until: Cache<LimitKey, Instant>,
@@ -55,10 +57,12 @@ enum Fallback {
 pub struct ScriptReply {
     /// Redis' clock when it decided, in microseconds.
     pub now_us: u64,
-    /// Every key had room, and one request was recorded in each.
+    /// Every key had room and the batch was new: one request was recorded in each key.
     pub admitted: bool,
-    /// One per key, in call order; `allowed` says whether that key had room.
-    pub limits: Vec<Decision>,
+    /// The batch key existed.
+    pub duplicate: bool,
+    /// One per limited key, in call order.
+    pub limits: Vec<Quota>,
 }
 
 /// Why a call did not produce a decision.
@@ -133,7 +137,9 @@ impl RedisLimiter {
             pool,
             script: Script::new(SCRIPT),
             params,
-            key_prefix: format!("{}rl:", redis.key_prefix),
+            session: settings.session_max_requests.map(|limit| WindowParams::new(settings.window, limit)),
+            dedup_window: settings.dedup_window,
+            key_prefix: redis.key_prefix.clone(),
             timeout: redis.timeout,
             refused_until: Cache::builder()
                 .max_capacity(settings.memory_max_keys)
@@ -151,28 +157,42 @@ impl RedisLimiter {
         }
     }
 
-    /// The Redis key of a limit key. The limit key is the hash tag, so every key one client's call
-    /// touches (per-IP, per-session, de-duplication) can share its Cluster slot.
+    /// The Redis key of a limit key. The IP is the hash tag, so every key one call touches (per-IP,
+    /// per-session, de-duplication) shares a Cluster slot.
     pub fn redis_key(&self, key: &LimitKey) -> String {
-        format!("{}{{{key}}}", self.key_prefix)
+        let (prefix, ip) = (&self.key_prefix, key.ip());
+        match key {
+            LimitKey::Ip(_) => format!("{prefix}rl:{{ip:{ip}}}"),
+            LimitKey::Session(_, id) => format!("{prefix}rl:{{ip:{ip}}}:session:{id}"),
+            LimitKey::Batch(_, id) => format!("{prefix}seen:{{ip:{ip}}}:{id}"),
+        }
     }
 
     pub fn params(&self) -> WindowParams {
         self.params
     }
 
-    /// One script call deciding every key at once: admitted only if each has room, and then recorded
-    /// in each. Keys must share a hash tag (on a Cluster a script runs on one node). One round trip,
-    /// or three after a `SCRIPT FLUSH` (NOSCRIPT, SCRIPT LOAD, EVALSHA); never past the deadline.
-    pub async fn acquire(&self, keys: &[(String, WindowParams)]) -> Result<ScriptReply, CallError> {
+    /// One script call deciding every key at once: admitted only if each has room and `batch` (a
+    /// batch key) does not exist, and then recorded in each. Keys must share a hash tag (on a Cluster
+    /// a script runs on one node). One round trip, or three after a `SCRIPT FLUSH` (NOSCRIPT,
+    /// SCRIPT LOAD, EVALSHA); never past the deadline.
+    pub async fn acquire(
+        &self,
+        keys: &[(String, WindowParams)],
+        batch: Option<&str>,
+    ) -> Result<ScriptReply, CallError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut connection = match tokio::time::timeout_at(deadline, self.pool.get()).await {
             Ok(connection) => connection?,
             Err(_) => return Err(CallError::Timeout),
         };
         let mut invocation = self.script.prepare_invoke();
+        invocation.arg(u8::from(batch.is_some()));
         for (key, params) in keys {
             invocation.key(key).arg(params.window_us).arg(params.granularity_us).arg(params.limit);
+        }
+        if let Some(batch) = batch {
+            invocation.key(batch);
         }
         let reply: Vec<i64> = match tokio::time::timeout_at(deadline, invocation.invoke_async(&mut *connection)).await {
             Ok(Ok(reply)) => reply,
@@ -191,18 +211,29 @@ impl RedisLimiter {
         parse_reply(&reply, keys).ok_or_else(|| CallError::Reply(format!("{reply:?}")))
     }
 
-    fn refused_locally(&self, key: &LimitKey) -> Option<Decision> {
-        let left = self.refused_until.get(key)?.checked_duration_since(Instant::now())?;
-        Some(Decision { allowed: false, limit: self.params.limit, remaining: 0, reset_after: left })
+    /// An IP refused earlier stays refused until its Retry-After: nothing can free a slot sooner.
+    /// (Session refusals are asked again: a session is one well-behaved page that backs off.)
+    fn refused_locally(&self, keys: &Keys) -> Option<Decision> {
+        let left = self.refused_until.get(&keys.ip)?.checked_duration_since(Instant::now())?;
+        Some(Decision::refused(self.params.limit, left))
     }
 
-    fn fall_back(&self, key: &LimitKey) -> Decision {
+    fn fall_back(&self, keys: &Keys) -> Decision {
         let limit = self.params.limit;
         match &self.fallback {
-            Fallback::Local(memory) => memory.check_at(key, memory.now_us()),
-            Fallback::Allow => Decision { allowed: true, limit, remaining: limit, reset_after: Duration::ZERO },
-            Fallback::Deny => Decision { allowed: false, limit, remaining: 0, reset_after: Duration::from_secs(1) },
+            Fallback::Local(memory) => memory.check_at(keys, memory.now_us()),
+            Fallback::Allow => Decision::unlimited(limit),
+            Fallback::Deny => Decision::refused(limit, Duration::from_secs(1)),
         }
+    }
+
+    fn decide(&self, keys: &Keys, reply: ScriptReply) -> Decision {
+        let session = keys.session.as_ref().and(self.session).and(reply.limits.get(1).copied());
+        let decision = Decision::of(reply.limits[0], session, reply.duplicate);
+        if !decision.ip.room {
+            self.refused_until.insert(keys.ip.clone(), Instant::now() + decision.ip.reset_after);
+        }
+        decision
     }
 
     fn succeeded(&self) {
@@ -223,30 +254,54 @@ impl RedisLimiter {
 }
 
 impl RateLimiter for RedisLimiter {
-    fn check<'a>(&'a self, key: &'a LimitKey) -> BoxFuture<'a, Decision> {
+    fn check<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, Decision> {
         Box::pin(async move {
-            if let Some(refused) = self.refused_locally(key) {
+            if let Some(refused) = self.refused_locally(keys) {
                 return refused;
             }
             if !self.breaker.try_call() {
                 self.errors.with_label_values(&[BACKEND, "circuit_open"]).inc();
-                return self.fall_back(key);
+                return self.fall_back(keys);
             }
-            match self.acquire(&[(self.redis_key(key), self.params)]).await {
+            let mut limited = vec![(self.redis_key(&keys.ip), self.params)];
+            if let (Some(params), Some(key)) = (self.session, &keys.session) {
+                limited.push((self.redis_key(key), params));
+            }
+            let batch = keys.batch.as_ref().filter(|_| self.dedup_window.is_some()).map(|key| self.redis_key(key));
+            match self.acquire(&limited, batch.as_deref()).await {
                 Ok(reply) => {
                     self.succeeded();
-                    let decision = Decision { allowed: reply.admitted, ..reply.limits[0] };
-                    if !decision.allowed {
-                        self.refused_until.insert(key.clone(), Instant::now() + decision.reset_after);
-                    }
-                    decision
+                    self.decide(keys, reply)
                 }
                 Err(error) => {
                     self.failed(&error);
-                    self.fall_back(key)
+                    self.fall_back(keys)
                 }
             }
         })
+    }
+
+    /// Sets the batch key in the background: the answer never waits on it, and if it is lost a
+    /// retry of the batch is logged twice rather than never.
+    fn remember(&self, batch: LimitKey) {
+        let Some(ttl) = self.dedup_window else { return };
+        if let Fallback::Local(memory) = &self.fallback {
+            // Kept locally too, for when Redis is down and the local limiter decides.
+            memory.remember(batch.clone());
+        }
+        let (pool, key, timeout, errors) =
+            (self.pool.clone(), self.redis_key(&batch), self.timeout, self.errors.clone());
+        actix_web::rt::spawn(async move {
+            let set = async {
+                let mut connection = pool.get().await?;
+                let set = redis::cmd("SET").arg(&key).arg(1).arg("PX").arg(ttl.as_millis() as u64).to_owned();
+                set.exec_async(&mut *connection).await.map_err(CallError::Redis)
+            };
+            let result = tokio::time::timeout(timeout, set).await.unwrap_or(Err(CallError::Timeout));
+            if let Err(error) = result {
+                errors.with_label_values(&[BACKEND, error.kind()]).inc();
+            }
+        });
     }
 
     fn backend(&self) -> &'static str {
@@ -258,23 +313,29 @@ impl RateLimiter for RedisLimiter {
     }
 }
 
-/// `{ now_us, admitted, then per key: room, remaining, reset_us }`, as the script returns it.
+/// `{ now_us, admitted, duplicate, then per limited key: room, remaining, reset_us }`, as the script
+/// returns it.
 fn parse_reply(reply: &[i64], keys: &[(String, WindowParams)]) -> Option<ScriptReply> {
-    let ([now_us, admitted], per_key) = reply.split_first_chunk::<2>()?;
+    let ([now_us, admitted, duplicate], per_key) = reply.split_first_chunk::<3>()?;
     if per_key.len() != 3 * keys.len() {
         return None;
     }
     let limits = per_key
         .chunks_exact(3)
         .zip(keys)
-        .map(|(answer, (_, params))| Decision {
-            allowed: answer[0] == 1,
+        .map(|(answer, (_, params))| Quota {
+            room: answer[0] == 1,
             limit: params.limit,
             remaining: u32::try_from(answer[1]).unwrap_or(0),
             reset_after: Duration::from_micros(u64::try_from(answer[2]).unwrap_or(0)),
         })
         .collect();
-    Some(ScriptReply { now_us: u64::try_from(*now_us).ok()?, admitted: *admitted == 1, limits })
+    Some(ScriptReply {
+        now_us: u64::try_from(*now_us).ok()?,
+        admitted: *admitted == 1,
+        duplicate: *duplicate == 1,
+        limits,
+    })
 }
 
 /// Opens multiplexed connections whose connect and response timeouts are the call deadline.
@@ -388,13 +449,13 @@ mod tests {
     fn replies_are_read_per_key_and_malformed_ones_refused() {
         let p = WindowParams::new(Duration::from_secs(60), 10);
         let keys = [("a".to_string(), p), ("b".to_string(), p)];
-        let reply = parse_reply(&[1_700_000_000_000_000, 0, 1, 4, 30_000_000, 0, 0, 59_000_000], &keys).unwrap();
+        let reply = parse_reply(&[1_700_000_000_000_000, 0, 0, 1, 4, 30_000_000, 0, 0, 59_000_000], &keys).unwrap();
         assert_eq!(reply.now_us, 1_700_000_000_000_000);
-        assert!(!reply.admitted);
-        assert!(reply.limits[0].allowed && !reply.limits[1].allowed);
+        assert!(!reply.admitted && !reply.duplicate);
+        assert!(reply.limits[0].room && !reply.limits[1].room);
         assert_eq!(reply.limits[0].remaining, 4);
         assert_eq!(reply.limits[1].reset_after, Duration::from_secs(59));
-        assert!(parse_reply(&[1, 1, 1, 1], &keys).is_none());
+        assert!(parse_reply(&[1, 1, 0, 1, 1], &keys).is_none());
         assert!(parse_reply(&[], &keys).is_none());
     }
 }

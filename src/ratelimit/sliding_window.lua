@@ -1,12 +1,15 @@
 -- Sliding-window rate limit: the arithmetic of src/ratelimit/window.rs, on Redis' clock.
 --
 -- KEYS[i]  one hash per limited key: field = sub-window index modulo RING, value = requests
---          admitted in it.
--- ARGV     for each key in turn: window_us, granularity_us, limit. Never a time: time is Redis'.
+--          admitted in it. When ARGV[1] is 1, the last key is a batch id's: it exists while that
+--          batch counts as already accepted (the gateway sets it after logging the batch).
+-- ARGV     ARGV[1] = 1 or 0 (is there a batch key), then for each limited key in turn: window_us,
+--          granularity_us, limit. Never a time: time is Redis'.
 --
--- Admits only when every key has room, and then records one request in each key; a refusal
--- writes nothing. Returns { now_us, admitted (1|0), then for each key: room (1|0), remaining,
--- reset_us }, reset_us being the time until the oldest counted sub-window leaves the window.
+-- Admits only when every key has room and the batch is not a duplicate, and then records one
+-- request in each key; a refusal or a duplicate writes nothing. Returns { now_us, admitted (1|0),
+-- duplicate (1|0), then for each limited key: room (1|0), remaining, reset_us }, reset_us being
+-- the time until the oldest counted sub-window leaves the window.
 --
 -- Lua numbers are doubles: integers are exact up to 2^53 (microsecond timestamps are about 2^51),
 -- but tostring() keeps only 14 digits and a / b may round up to the next integer. So fields are
@@ -35,10 +38,18 @@ local function full_index(field, current)
   return current - behind
 end
 
+local limited = #KEYS
+local duplicate = false
+if ARGV[1] == '1' then
+  limited = limited - 1
+  duplicate = redis.call('EXISTS', KEYS[#KEYS]) == 1
+end
+
 local limits = {}
-local admitted = true
-for i, key in ipairs(KEYS) do
-  local window, granularity, limit = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i])
+local admitted = not duplicate
+for i = 1, limited do
+  local key = KEYS[i]
+  local window, granularity, limit = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1])
   local oldest = div(math.max(now - window, 0), granularity)
   local current = div(now, granularity)
   local fields = redis.call('HGETALL', key)
@@ -57,7 +68,7 @@ for i, key in ipairs(KEYS) do
     first = first, stale = stale }
 end
 
-local reply = { now, admitted and 1 or 0 }
+local reply = { now, admitted and 1 or 0, duplicate and 1 or 0 }
 for i, l in ipairs(limits) do
   local used = l.used
   if admitted then

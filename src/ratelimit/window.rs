@@ -8,7 +8,7 @@
 
 use std::{collections::VecDeque, time::Duration};
 
-use super::Decision;
+use super::Quota;
 
 pub const SUB_WINDOWS: u64 = 60;
 
@@ -44,28 +44,39 @@ pub struct SlidingWindow {
 
 impl SlidingWindow {
     /// Admits and records one request at `now_us` if the window has room.
-    pub fn try_acquire(&mut self, now_us: u64, params: &WindowParams) -> Decision {
+    pub fn try_acquire(&mut self, now_us: u64, params: &WindowParams) -> Quota {
+        let mut quota = self.quota(now_us, params);
+        if quota.room {
+            self.record(now_us, params);
+            quota.remaining -= 1;
+        }
+        quota
+    }
+
+    /// Where the window stands for a request at `now_us`, without recording it (`remaining` before
+    /// it). Forgets what has left the window.
+    pub fn quota(&mut self, now_us: u64, params: &WindowParams) -> Quota {
         let oldest = params.oldest_counted(now_us);
         while self.counts.front().is_some_and(|(index, _)| *index < oldest) {
             self.counts.pop_front();
         }
         let used: u32 = self.counts.iter().map(|(_, n)| n).sum();
-        let allowed = used < params.limit;
-        if allowed {
-            let current = now_us / params.granularity_us;
-            match self.counts.back_mut() {
-                Some((index, n)) if *index == current => *n += 1,
-                _ => self.counts.push_back((current, 1)),
-            }
-        }
-        let used = used + u32::from(allowed);
+        let room = used < params.limit;
         let oldest_index = self.counts.front().map_or(now_us / params.granularity_us, |(i, _)| *i);
-        let reset_us = params.leaves_window_at(oldest_index).saturating_sub(now_us);
-        Decision {
-            allowed,
+        Quota {
+            room,
             limit: params.limit,
             remaining: params.limit.saturating_sub(used),
-            reset_after: Duration::from_micros(reset_us),
+            reset_after: Duration::from_micros(params.leaves_window_at(oldest_index).saturating_sub(now_us)),
+        }
+    }
+
+    /// Records one request at `now_us`, after `quota` said there was room (`reset_after` stays true).
+    pub fn record(&mut self, now_us: u64, params: &WindowParams) {
+        let current = now_us / params.granularity_us;
+        match self.counts.back_mut() {
+            Some((index, n)) if *index == current => *n += 1,
+            _ => self.counts.push_back((current, 1)),
         }
     }
 
@@ -92,9 +103,9 @@ mod tests {
         let t = 1000 * SECOND;
         assert_eq!(w.try_acquire(t, &p).remaining, 2);
         assert_eq!(w.try_acquire(t, &p).remaining, 1);
-        assert!(w.try_acquire(t, &p).allowed);
+        assert!(w.try_acquire(t, &p).room);
         let refused = w.try_acquire(t, &p);
-        assert!(!refused.allowed);
+        assert!(!refused.room);
         assert_eq!(refused.remaining, 0);
         // the oldest request leaves the window one sub-window plus the window later at most
         assert!(refused.reset_after <= Duration::from_secs(61) && refused.reset_after >= Duration::from_secs(60));
@@ -105,12 +116,12 @@ mod tests {
         let p = params(60, 1);
         let mut w = SlidingWindow::default();
         let t = 1000 * SECOND;
-        assert!(w.try_acquire(t, &p).allowed);
+        assert!(w.try_acquire(t, &p).room);
         for i in 0..100 {
-            assert!(!w.try_acquire(t + i * SECOND / 2, &p).allowed);
+            assert!(!w.try_acquire(t + i * SECOND / 2, &p).room);
         }
         // quota returns exactly as if the refusals had not happened
-        assert!(w.try_acquire(t + 62 * SECOND, &p).allowed);
+        assert!(w.try_acquire(t + 62 * SECOND, &p).room);
     }
 
     #[test]
@@ -120,10 +131,10 @@ mod tests {
         let mut w = SlidingWindow::default();
         let end_of_window = 1019 * SECOND + SECOND / 2;
         for _ in 0..10 {
-            assert!(w.try_acquire(end_of_window, &p).allowed);
+            assert!(w.try_acquire(end_of_window, &p).room);
         }
         let next_window = 1021 * SECOND;
-        assert!(!w.try_acquire(next_window, &p).allowed);
+        assert!(!w.try_acquire(next_window, &p).room);
     }
 
     #[test]
@@ -134,10 +145,10 @@ mod tests {
         w.try_acquire(t, &p);
         w.try_acquire(t + 30 * SECOND, &p);
         let refused = w.try_acquire(t + 40 * SECOND, &p);
-        assert!(!refused.allowed);
+        assert!(!refused.room);
         let retry_at = t + 40 * SECOND + refused.reset_after.as_micros() as u64;
-        assert!(!w.clone().try_acquire(retry_at - 1, &p).allowed);
-        assert!(w.try_acquire(retry_at, &p).allowed);
+        assert!(!w.clone().try_acquire(retry_at - 1, &p).room);
+        assert!(w.try_acquire(retry_at, &p).room);
     }
 
     /// Random traffic never puts more than the limit in any window (checked against the exact log)
@@ -161,7 +172,7 @@ mod tests {
             let mut t = 100 * SECOND;
             for _ in 0..20_000 {
                 t += next() % (2 * mean_gap);
-                if w.try_acquire(t, &p).allowed {
+                if w.try_acquire(t, &p).room {
                     ours += 1;
                     accepted.push(t);
                 }
