@@ -1,4 +1,4 @@
-import { Queue } from "./queue";
+import { Queue, uuid } from "./queue";
 
 export type Level = "info" | "warn" | "error";
 export type Context = Record<string, unknown>;
@@ -61,19 +61,6 @@ const fromEnv = (read: () => string | undefined): string | undefined => {
 const positive = (...candidates: unknown[]): number =>
   Math.floor(candidates.map(Number).find((n) => n >= 1 && n < 2 ** 31) as number);
 
-const uuid = (): string => {
-  try {
-    return crypto.randomUUID(); // secure contexts only (https, localhost)
-  } catch {
-    const hex = (n: number) => n.toString(16).padStart(2, "0");
-    try {
-      return Array.from(crypto.getRandomValues(new Uint8Array(16)), hex).join("");
-    } catch {
-      return Math.random().toString(36).slice(2) + Date.now().toString(36);
-    }
-  }
-};
-
 /** One queue per endpoint, however many loggers: its settings come from the first logger. */
 const queues = new Map<string, Queue>();
 
@@ -81,6 +68,7 @@ export function createLogger(options: LoggerOptions): Logger {
   const { scope, requestId, beforeSend, sampleRate = 1 } = options;
   const endpoint =
     options.endpoint || fromEnv(() => process.env.NEXT_PUBLIC_CLIENT_TELEMETRY_ENDPOINT) || "/api/client-telemetry";
+  const sessionId = uuid();
   let queue: Queue | undefined;
   try {
     // Outside a browser (server-side rendering) there is nothing to send from.
@@ -89,6 +77,7 @@ export function createLogger(options: LoggerOptions): Logger {
       if (!queue) {
         queue = new Queue({
           endpoint,
+          session: sessionId,
           batchSize: positive(options.batchSize, fromEnv(() => process.env.NEXT_PUBLIC_CLIENT_TELEMETRY_BATCH_SIZE), 20),
           flushIntervalMs: positive(
             options.flushIntervalMs,
@@ -102,7 +91,6 @@ export function createLogger(options: LoggerOptions): Logger {
       }
     }
   } catch {}
-  const sessionId = uuid();
   const sampled = Math.random() < sampleRate;
 
   const log =

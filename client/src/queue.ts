@@ -8,6 +8,8 @@ const DEFAULT_RETRY_AFTER_MS = 60_000; // a 429 without a usable Retry-After: th
 
 export interface QueueOptions {
   endpoint: string;
+  /** Names this page to the gateway's per-session limit (the first logger's session id). */
+  session: string;
   batchSize: number;
   flushIntervalMs: number;
   maxQueue: number;
@@ -18,7 +20,22 @@ export interface QueueOptions {
 interface Entry {
   json: string;
   bytes: number;
+  /** The id of the batch it was first sent in: a retry resends that batch whole, under that id. */
+  batch?: string;
 }
+
+export const uuid = (): string => {
+  try {
+    return crypto.randomUUID(); // secure contexts only (https, localhost)
+  } catch {
+    const hex = (n: number) => n.toString(16).padStart(2, "0");
+    try {
+      return Array.from(crypto.getRandomValues(new Uint8Array(16)), hex).join("");
+    } catch {
+      return Math.random().toString(36).slice(2) + Date.now().toString(36);
+    }
+  }
+};
 
 const encoder = new TextEncoder();
 const body = (batch: Entry[]) => HEAD + batch.map((e) => e.json).join(",") + TAIL;
@@ -83,7 +100,7 @@ export class Queue {
     // Full batches go at once; a partial one only on flush() or when the interval elapses.
     while (Date.now() >= this.holdUntil && (this.entries.length >= this.o.batchSize || (this.sendAll && this.size))) {
       const batch = this.take();
-      await this.send(batch, body(batch), false);
+      await this.send(batch, false);
     }
   }
 
@@ -94,39 +111,51 @@ export class Queue {
     this.timer = undefined;
     while (this.size) {
       const batch = this.take();
-      const text = body(batch);
       let queued = false;
       try {
         // A text/plain string is CORS-safelisted: no preflight, which would be lost on unload.
-        queued = navigator.sendBeacon(this.o.endpoint, text);
+        queued = navigator.sendBeacon(this.url(batch), body(batch));
       } catch {}
       // No beacon (or its quota is full): a keepalive fetch outlives the page too.
-      if (!queued) void this.send(batch, text, true);
+      if (!queued) void this.send(batch, true);
     }
   }
 
-  private async send(batch: Entry[], text: string, keepalive: boolean): Promise<void> {
+  private async send(batch: Entry[], keepalive: boolean): Promise<void> {
     let status = 0; // a network error, offline, a CORS refusal
     let retryAfter: string | null = null;
     try {
       // No custom headers: a string body goes as text/plain, so the browser sends no preflight.
-      const res = await fetch(this.o.endpoint, { method: "POST", body: text, keepalive });
+      const res = await fetch(this.url(batch), { method: "POST", body: body(batch), keepalive });
       status = res.status;
       retryAfter = res.headers.get("retry-after");
     } catch {}
     this.settle(batch, status, retryAfter);
   }
 
-  /** Up to a batch of the oldest entries whose request body stays under MAX_BODY_BYTES. */
+  /** Session and batch ids go in the query string: sendBeacon cannot set headers. */
+  private url(batch: Entry[]): string {
+    const sep = this.o.endpoint.includes("?") ? "&" : "?";
+    return `${this.o.endpoint}${sep}session=${encodeURIComponent(this.o.session)}&batch=${batch[0]!.batch}`;
+  }
+
+  /**
+   * A batch sent before and requeued, whole and under its id, so the gateway can tell a retry;
+   * else up to a batch of the oldest entries whose request body stays under MAX_BODY_BYTES.
+   */
   private take(): Entry[] {
+    const retry = this.entries[0]?.batch;
     let n = 0;
     let bytes = HEAD.length + TAIL.length - 1;
     for (const e of this.entries) {
-      if (n === this.o.batchSize || bytes + e.bytes + 1 > MAX_BODY_BYTES) break;
+      if (retry ? e.batch !== retry : n === this.o.batchSize || bytes + e.bytes + 1 > MAX_BODY_BYTES) break;
       bytes += e.bytes + 1;
       n++;
     }
-    return this.entries.splice(0, n);
+    const batch = this.entries.splice(0, n);
+    const id = retry ?? uuid();
+    for (const e of batch) e.batch = id;
+    return batch;
   }
 
   private settle(batch: Entry[], status: number, retryAfter: string | null): void {

@@ -133,6 +133,33 @@ describe("the client in Chromium against the gateway", () => {
     expect(errors.filter((e) => !/status of 429/.test(e))).toEqual([]);
   });
 
+  it("limits each tab by its own session: a runaway tab is refused while another tab behind the same address goes on", async () => {
+    const gw = await startGateway({
+      CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS: "10",
+      CLIENT_TELEMETRY_RATE_LIMIT_SESSION_MAX_REQUESTS: "1",
+      CLIENT_TELEMETRY_DEDUP_WINDOW_MS: "60000",
+    });
+    const runaway = await open("/iife", gw, { batchSize: 10 });
+    const other = await open("/iife", gw, { batchSize: 10 });
+
+    await runaway.page.evaluate(() => (window as any).logMany(10));
+    await gw.waitForEvents(10);
+    await runaway.page.evaluate(() => (window as any).logMany(10, 10));
+    await waitFor("the runaway tab's 429", () => runaway.answers.find((a) => a.status === 429));
+    await other.page.evaluate(() => (window as any).logMany(10, 100));
+    const events = await gw.waitForEvents(20);
+
+    expect(events.map((e) => e.message).slice(10)).toEqual(Array.from({ length: 10 }, (_, i) => `event ${i + 100}`));
+    const sessionOf = async (w: typeof runaway) => w.page.evaluate(() => (window as any).telemetry.sessionId as string);
+    for (const tab of [runaway, other]) {
+      const session = await sessionOf(tab);
+      expect(tab.requests.map((r) => r.url.searchParams.get("session"))).toEqual(tab.requests.map(() => session));
+      for (const r of tab.requests) expect(r.url.searchParams.get("batch")).toMatch(/^[0-9a-f-]{32,36}$/);
+    }
+    expect(await gw.metric("client_telemetry_rate_limit_decisions_total", 'backend="memory",decision="session_limited"')).toBe(1);
+    expect([...runaway.errors, ...other.errors].filter((e) => !/status of 429/.test(e))).toEqual([]);
+  });
+
   it("serves the committed browser build at /client-telemetry.js, and it works from a script tag", async () => {
     const gw = await startGateway();
     const served = await fetch(`${gw.origin}/client-telemetry.js`);

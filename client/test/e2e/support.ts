@@ -177,7 +177,7 @@ export function launchChromium(): Promise<Browser> {
 
 /** What a page sent to the gateway, answers included, and anything that went wrong in it. */
 export interface Watched {
-  requests: { at: number; method: string; type: string; body: string; events: number }[];
+  requests: { at: number; method: string; type: string; url: URL; body: string; events: number }[];
   answers: { at: number; status: number; retryAfter: number | null }[];
   errors: string[];
 }
@@ -188,14 +188,16 @@ export function watch(page: Page, endpoint: string): Watched {
   page.on("console", (m) => {
     if (m.type() === "error" || m.type() === "warning") w.errors.push(`console.${m.type()}: ${m.text()}`);
   });
+  // The client adds its session and batch ids as query parameters.
+  const toEndpoint = (url: string) => url.split("?")[0] === endpoint;
   page.on("request", (r) => {
-    if (r.url() !== endpoint) return;
+    if (!toEndpoint(r.url())) return;
     const body = r.postData() ?? "";
     const events = r.method() === "POST" ? JSON.parse(body).events.length : 0;
-    w.requests.push({ at: Date.now(), method: r.method(), type: r.resourceType(), body, events });
+    w.requests.push({ at: Date.now(), method: r.method(), type: r.resourceType(), url: new URL(r.url()), body, events });
   });
   page.on("response", (r) => {
-    if (r.url() !== endpoint) return;
+    if (!toEndpoint(r.url())) return;
     const retryAfter = r.headers()["retry-after"];
     w.answers.push({ at: Date.now(), status: r.status(), retryAfter: retryAfter ? Number(retryAfter) : null });
   });

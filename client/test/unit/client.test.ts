@@ -20,8 +20,11 @@ const answer = (status: number, headers: Record<string, string> = {}) => () =>
   Promise.resolve(new Response(status === 204 ? null : "{}", { status, headers }));
 const networkError = () => Promise.reject(new TypeError("Failed to fetch"));
 
+/** The endpoint a request went to, and the ids in its query string. */
+const target = (s: Sent) => s.url.split("?")[0];
+const param = (s: Sent, name: string) => new URL(s.url, "https://page.test").searchParams.get(name);
 /** Requests to this test's endpoint (queues of earlier tests still listen on the shared window). */
-const requests = () => sent.filter((s) => s.url === endpoint);
+const requests = () => sent.filter((s) => target(s) === endpoint);
 const eventsOf = (s: Sent): TelemetryEvent[] => JSON.parse(s.body).events;
 const messages = (s: Sent) => eventsOf(s).map((e) => e.message);
 const bytes = (s: string) => new TextEncoder().encode(s).length;
@@ -338,6 +341,46 @@ describe("network errors and 5xx", () => {
   });
 });
 
+describe("session and batch ids", () => {
+  it("names the page's session and each batch in the query string, where sendBeacon can send them", async () => {
+    const log = logger();
+    logMany(log, 40);
+    await settle();
+    pagehide();
+    logMany(log, 3);
+    pagehide();
+    expect(requests().map((r) => r.via)).toEqual(["fetch", "fetch", "beacon"]);
+    expect(requests().map((r) => param(r, "session"))).toEqual([log.sessionId, log.sessionId, log.sessionId]);
+    const batches = requests().map((r) => param(r, "batch"));
+    expect(new Set(batches).size).toBe(3);
+    for (const id of batches) expect(id).toMatch(/^[0-9a-f-]{32,36}$/);
+  });
+
+  it("keeps an endpoint's own query string", async () => {
+    endpoint = `${endpoint}?key=k-123`;
+    const sentTo = () => sent.filter((s) => s.url.startsWith(endpoint));
+    logMany(logger(), 20);
+    expect(sentTo()).toHaveLength(1);
+    expect([param(sentTo()[0]!, "key"), param(sentTo()[0]!, "session")]).toEqual(["k-123", expect.any(String)]);
+  });
+
+  it("resends a failed batch whole and under the same id, even when more events arrived", async () => {
+    responses.push(networkError, answer(429, { "Retry-After": "2" }));
+    const log = logger();
+    logMany(log, 5);
+    await log.flush();
+    logMany(log, 20, 5);
+    await vi.advanceTimersByTimeAsync(1000);
+    await vi.advanceTimersByTimeAsync(2000);
+    const [first, retry, third, next] = requests();
+    expect(requests()).toHaveLength(4);
+    expect([retry!.body, third!.body]).toEqual([first!.body, first!.body]);
+    expect([param(retry!, "batch"), param(third!, "batch")]).toEqual([param(first!, "batch"), param(first!, "batch")]);
+    expect(messages(next!)).toEqual(Array.from({ length: 20 }, (_, i) => `event ${i + 5}`));
+    expect(param(next!, "batch")).not.toEqual(param(first!, "batch"));
+  });
+});
+
 describe("bounded memory", () => {
   it("keeps at most maxQueue events, dropping the oldest and counting them", async () => {
     const log = logger({ maxQueue: 5, batchSize: 100 });
@@ -377,7 +420,7 @@ describe("one queue per endpoint", () => {
     logger().info("here");
     logger({ endpoint: other }).info("there");
     await vi.advanceTimersByTimeAsync(2000);
-    expect(sent.map((s) => [s.url, messages(s)])).toEqual([
+    expect(sent.map((s) => [target(s), messages(s)])).toEqual([
       [endpoint, ["here"]],
       [other, ["there"]],
     ]);
