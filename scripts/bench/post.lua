@@ -19,11 +19,24 @@ wrk.method = "POST"
 wrk.body = body
 wrk.headers["Content-Type"] = "text/plain;charset=UTF-8"
 
+-- Optional: $BENCH_IDS=1 names a session per client and a new batch id per request in the query
+-- string, as the browser client does (per-session limits and de-duplication).
+local ids = os.getenv("BENCH_IDS") == "1"
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+
 function request()
   n = n + 1
   local c = n % clients
   local ip = string.format("10.%d.%d.%d", math.floor(c / 65536) % 256, math.floor(c / 256) % 256, c % 256)
-  return wrk.format(nil, nil, { ["X-Forwarded-For"] = ip }, nil)
+  local path = nil
+  if ids then
+    path = string.format("/api/client-telemetry?session=s-%d&batch=%d-%d-%d", c, os.time(), tid, n)
+  end
+  return wrk.format(nil, path, { ["X-Forwarded-For"] = ip }, nil)
 end
 
 function done(summary, latency, requests)

@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 RELEASE = ROOT / "target" / "release"
 OUT = ROOT / "target" / "bench"
 NO_LIMIT = {"CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS": "1000000000"}
+SESSIONS_DEDUP = {"CLIENT_TELEMETRY_RATE_LIMIT_SESSION_MAX_REQUESTS": "1000000000",
+                  "CLIENT_TELEMETRY_DEDUP_WINDOW_MS": "60000"}
 
 
 @dataclass
@@ -34,6 +36,7 @@ class Scenario:
     clients: int = 10_000
     needs: tuple = ()  # "redis", "sink"
     replicas: int = 1
+    ids: bool = False  # session and batch ids on every request, as the browser client sends them
 
 
 def scenarios(selected):
@@ -52,6 +55,8 @@ def scenarios(selected):
         Scenario("memory-1M-clients", clients=1_000_000),
         Scenario("redis-1M-clients", env=redis, needs=("redis",), clients=1_000_000),
         Scenario("redis-3-replicas", env=redis, needs=("redis",), replicas=3),
+        Scenario("memory+sessions+dedup", env=SESSIONS_DEDUP, ids=True),
+        Scenario("redis+sessions+dedup", env={**redis, **SESSIONS_DEDUP}, needs=("redis",), ids=True),
         Scenario("memory+otlp-collector-down", env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}),
     ]
     by_name = {s.name: s for s in all_}
@@ -198,7 +203,8 @@ def run_one(s, args, services, tmp):
         for port in ports:
             wait_port(port)
         idle_rss = max(rss_mb(p.pid, "VmRSS") for p in procs)
-        wrk_env = {**os.environ, "BENCH_BODY": str(body_file(s.events, tmp)), "BENCH_CLIENTS": str(s.clients)}
+        wrk_env = {**os.environ, "BENCH_BODY": str(body_file(s.events, tmp)), "BENCH_CLIENTS": str(s.clients),
+                   "BENCH_IDS": "1" if s.ids else "0"}
         connections = max(args.connections // s.replicas, 1)
         wrk_args = [f"-t{args.threads}", f"-c{connections}"]
         run_wrk(ports, wrk_args, wrk_env, 1)  # warm-up
