@@ -2,6 +2,7 @@
 # Benchmark: release builds, wrk as load generator on loopback, scenarios side by side and
 # alternating, medians over rounds. Writes target/bench/results.{md,json} (and a PNG chart when
 # matplotlib is available) and the scrubber's cost per event. Options go to scripts/bench/run.py (--help).
+# Honours CARGO_TARGET_DIR (binaries and results then live there instead of target/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/apt.sh
@@ -9,7 +10,8 @@ need wrk wrk
 need redis-server redis-server
 python3 -c 'import matplotlib' 2>/dev/null || pip install -q matplotlib >/dev/null 2>&1 || echo "matplotlib unavailable: no PNG chart" >&2
 cargo build --release --locked --bins --examples
+target="${CARGO_TARGET_DIR:-target}"
 python3 scripts/bench/run.py "$@"
 # PII scrubbing's own cost per event (the memory vs memory-no-scrub rows show it on the full path).
-printf '\nScrubbing, per event:\n' | tee -a target/bench/results.md
-target/release/examples/scrub_cost | tee -a target/bench/results.md
+printf '\nScrubbing, per event:\n' | tee -a "$target/bench/results.md"
+"$target/release/examples/scrub_cost" | tee -a "$target/bench/results.md"

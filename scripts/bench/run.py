@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-RELEASE = ROOT / "target" / "release"
-OUT = ROOT / "target" / "bench"
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+TARGET = TARGET if TARGET.is_absolute() else ROOT / TARGET
+RELEASE = TARGET / "release"
+OUT = TARGET / "bench"
 NO_LIMIT = {"CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS": "1000000000"}
 SESSIONS_DEDUP = {"CLIENT_TELEMETRY_RATE_LIMIT_SESSION_MAX_REQUESTS": "1000000000",
                   "CLIENT_TELEMETRY_DEDUP_WINDOW_MS": "60000"}

@@ -5,7 +5,7 @@
 //! (camelCase keys, integer enums, 64-bit integers as decimal strings, hex ids); it also writes
 //! default-valued fields (`"flags":0`, `"traceId":""`, …), which proto3 JSON allows and collectors accept.
 
-use std::{collections::HashMap, io::Write};
+use std::{collections::HashMap, fmt, io::Write};
 
 use bytes::Bytes;
 use flate2::{Compression, write::GzEncoder};
@@ -16,8 +16,11 @@ use opentelemetry_proto::tonic::{
     resource::v1::Resource,
 };
 use prost::Message;
-use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde::{
+    Deserialize,
+    de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor},
+};
+use serde_json::Value;
 
 use super::settings::Protocol;
 use crate::ingest::event::{Event, Level};
@@ -40,19 +43,16 @@ pub fn record(event: &Event<'_>, observed_time_unix_nano: u64) -> Record {
         Level::Warn => (SeverityNumber::Warn, "WARN"),
         Level::Error => (SeverityNumber::Error, "ERROR"),
     };
-    let context = event.context.as_deref();
-    let mut attributes = Vec::with_capacity(2 + context.map_or(0, Map::len));
+    let mut attributes = Vec::with_capacity(8);
     attributes.push(key_value(SESSION_ID.into(), string(&event.session_id)));
     if let Some(request_id) = &event.request_id {
         attributes.push(key_value(REQUEST_ID.into(), string(request_id)));
     }
     let mut dropped_attributes_count = 0;
-    for (key, value) in context.into_iter().flatten() {
-        if key == SESSION_ID || key == REQUEST_ID {
-            dropped_attributes_count += 1;
-            continue;
-        }
-        attributes.push(key_value(key.clone(), any_value(value)));
+    if let Some(context) = event.context.as_deref() {
+        let attributes = ContextAttributes { attributes: &mut attributes, dropped: &mut dropped_attributes_count };
+        let mut deserializer = serde_json::Deserializer::from_str(context.get());
+        attributes.deserialize(&mut deserializer).expect("a validated context is a JSON object");
     }
     Record {
         scope: event.scope.to_string(),
@@ -88,6 +88,111 @@ pub fn any_value(value: &Value) -> AnyValue {
         })),
     };
     AnyValue { value }
+}
+
+/// The context's entries appended to the attributes, read straight from its text.
+struct ContextAttributes<'v> {
+    attributes: &'v mut Vec<KeyValue>,
+    dropped: &'v mut u32,
+}
+
+impl<'de> DeserializeSeed<'de> for ContextAttributes<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ContextAttributes<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            if key == SESSION_ID || key == REQUEST_ID {
+                *self.dropped += 1;
+                map.next_value::<de::IgnoredAny>()?;
+                continue;
+            }
+            let value = map.next_value_seed(AnyValueSeed)?;
+            self.attributes.push(key_value(key, value));
+        }
+        Ok(())
+    }
+}
+
+/// A JSON value read straight into its OTLP form, with the same mapping as [`any_value`].
+struct AnyValueSeed;
+
+impl<'de> DeserializeSeed<'de> for AnyValueSeed {
+    type Value = AnyValue;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<AnyValue, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AnyValueSeed {
+    type Value = AnyValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<AnyValue, E> {
+        Ok(AnyValue { value: Some(any_value::Value::BoolValue(v)) })
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<AnyValue, E> {
+        Ok(AnyValue { value: Some(any_value::Value::IntValue(v)) })
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<AnyValue, E> {
+        // Integers beyond i64 are kept approximately rather than refused.
+        Ok(AnyValue {
+            value: Some(i64::try_from(v).map_or(any_value::Value::DoubleValue(v as f64), any_value::Value::IntValue)),
+        })
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<AnyValue, E> {
+        Ok(AnyValue { value: Some(any_value::Value::DoubleValue(v)) })
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<AnyValue, E> {
+        Ok(string(v))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<AnyValue, E> {
+        Ok(AnyValue { value: Some(any_value::Value::StringValue(v)) })
+    }
+
+    fn visit_unit<E>(self) -> Result<AnyValue, E> {
+        Ok(AnyValue { value: None })
+    }
+
+    fn visit_none<E>(self) -> Result<AnyValue, E> {
+        Ok(AnyValue { value: None })
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AnyValue, A::Error> {
+        let mut values = Vec::new();
+        while let Some(value) = seq.next_element_seed(AnyValueSeed)? {
+            values.push(value);
+        }
+        Ok(AnyValue { value: Some(any_value::Value::ArrayValue(ArrayValue { values })) })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnyValue, A::Error> {
+        let mut values = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            values.push(key_value(key, map.next_value_seed(AnyValueSeed)?));
+        }
+        Ok(AnyValue { value: Some(any_value::Value::KvlistValue(KeyValueList { values })) })
+    }
 }
 
 fn string(s: &str) -> AnyValue {
@@ -202,9 +307,9 @@ pub fn rejected_log_records(body: &[u8], content_type: Option<&str>, protocol: P
 
 #[cfg(test)]
 mod tests {
-    use std::{borrow::Cow, sync::Arc};
+    use std::borrow::Cow;
 
-    use serde_json::json;
+    use serde_json::{json, value::RawValue};
 
     use super::*;
 
@@ -217,10 +322,7 @@ mod tests {
             timestamp: Cow::Borrowed("2025-01-15T10:30:45.123Z"),
             time_unix_nano: 1_736_937_045_123_000_000,
             request_id: None,
-            context: match context {
-                Value::Object(map) => Some(Arc::new(map)),
-                _ => None,
-            },
+            context: context.is_object().then(|| Cow::Owned(RawValue::from_string(context.to_string()).unwrap())),
         }
     }
 

@@ -4,13 +4,17 @@
 //! bounded visitor: depth, key count and size are checked while parsing, and duplicate keys are
 //! refused rather than silently collapsed.
 
-use std::{borrow::Cow, cell::Cell, fmt, sync::Arc};
+use std::{
+    borrow::Cow,
+    cell::{Cell, RefCell},
+    fmt,
+};
 
 use serde::{
     Deserialize,
     de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor},
 };
-use serde_json::{Map, Value, value::RawValue};
+use serde_json::value::RawValue;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::settings::Limits;
@@ -44,7 +48,18 @@ pub struct Event<'a> {
     pub timestamp: Cow<'a, str>,
     pub time_unix_nano: u64,
     pub request_id: Option<Cow<'a, str>>,
-    pub context: Option<Arc<Map<String, Value>>>,
+    /// The validated JSON object as sent (borrowed from the body), or as rewritten by scrubbing.
+    /// Logged as it is; parsed again only where a structure is needed (scrubbing a flagged event,
+    /// OTLP attributes).
+    pub context: Option<Cow<'a, RawValue>>,
+}
+
+impl Event<'_> {
+    /// The context as a JSON map (parsed from its text), for code that needs the structure.
+    pub fn context_map(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let raw = self.context.as_deref()?;
+        Some(serde_json::from_str(raw.get()).expect("a validated context is a JSON object"))
+    }
 }
 
 /// One event as sent, before validation.
@@ -115,7 +130,7 @@ pub fn validate<'a>(wire: WireEvent<'a>, limits: &Limits) -> Result<Event<'a>, I
         text_field("requestId", request_id, limits.max_id_bytes, true)?;
     }
     let time_unix_nano = parse_timestamp(&wire.timestamp)?;
-    let context = wire.context.map(|raw| parse_context(raw, limits)).transpose()?;
+    let context = wire.context.map(|raw| parse_context(raw, limits)).transpose()?.map(compact);
     Ok(Event {
         level: wire.level,
         scope: wire.scope,
@@ -124,7 +139,7 @@ pub fn validate<'a>(wire: WireEvent<'a>, limits: &Limits) -> Result<Event<'a>, I
         timestamp: wire.timestamp,
         time_unix_nano,
         request_id: wire.request_id,
-        context: context.map(Arc::new),
+        context,
     })
 }
 
@@ -155,7 +170,7 @@ fn parse_timestamp(value: &str) -> Result<u64, Invalid> {
     u64::try_from(time.unix_timestamp_nanos()).map_err(|_| invalid())
 }
 
-fn parse_context(raw: &RawValue, limits: &Limits) -> Result<Map<String, Value>, Invalid> {
+fn parse_context<'a>(raw: &'a RawValue, limits: &Limits) -> Result<&'a RawValue, Invalid> {
     let json = raw.get();
     if json.len() > limits.max_context_bytes {
         return Err(Invalid::new(
@@ -163,25 +178,56 @@ fn parse_context(raw: &RawValue, limits: &Limits) -> Result<Map<String, Value>, 
             format!("`context` is {} bytes, more than the limit of {}", json.len(), limits.max_context_bytes),
         ));
     }
-    let keys = Cell::new(0);
-    let seed = BoundedValue { depth: 0, keys: &keys, limits };
-    let mut deserializer = serde_json::Deserializer::from_str(json);
-    match seed.deserialize(&mut deserializer) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(Invalid::new(Reason::InvalidContext, "`context` must be a JSON object")),
-        Err(e) => Err(Invalid::new(Reason::InvalidContext, format!("`context`: {e}"))),
+    // A raw value starts at its first token: an object starts with `{`.
+    if !json.starts_with('{') {
+        return Err(Invalid::new(Reason::InvalidContext, "`context` must be a JSON object"));
     }
+    let keys = Cell::new(0);
+    let seen = RefCell::new(Vec::new());
+    let seed = BoundedValue { depth: 0, keys: &keys, seen: &seen, limits };
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    seed.deserialize(&mut deserializer)
+        .and_then(|()| deserializer.end())
+        .map_err(|e| Invalid::new(Reason::InvalidContext, format!("`context`: {e}")))?;
+    Ok(raw)
 }
 
-/// A JSON value parsed within the context limits.
+/// The context on one line, so that it can be logged as sent: borrowed unless it holds a line
+/// break, which can only be whitespace between tokens (inside strings JSON requires `\n`).
+/// Then every whitespace between tokens goes.
+fn compact(raw: &RawValue) -> Cow<'_, RawValue> {
+    let json = raw.get().as_bytes();
+    if !json.iter().any(|b| matches!(b, b'\n' | b'\r')) {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = Vec::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in json {
+        if in_string {
+            (in_string, escaped) = (escaped || b != b'"', !escaped && b == b'\\');
+        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            continue;
+        } else {
+            in_string = b == b'"';
+        }
+        out.push(b);
+    }
+    let out = String::from_utf8(out).expect("only ASCII whitespace was removed");
+    Cow::Owned(RawValue::from_string(out).expect("removing whitespace keeps JSON valid"))
+}
+
+/// Walks a JSON value within the context limits without building it: the context is kept as the
+/// validated text, so checking it allocates nothing but the keys that hold escapes.
 #[derive(Clone, Copy)]
-struct BoundedValue<'l> {
+struct BoundedValue<'l, 'de> {
     depth: usize,
     keys: &'l Cell<usize>,
+    /// The keys of the objects being walked, innermost last (duplicates are refused).
+    seen: &'l RefCell<Vec<Cow<'de, str>>>,
     limits: &'l Limits,
 }
 
-impl BoundedValue<'_> {
+impl<'de> BoundedValue<'_, 'de> {
     fn nested<E: de::Error>(self) -> Result<Self, E> {
         let depth = self.depth + 1;
         if depth > self.limits.max_context_depth {
@@ -189,71 +235,64 @@ impl BoundedValue<'_> {
         }
         Ok(Self { depth, ..self })
     }
-
-    fn string<E: de::Error>(value: &str) -> Result<Value, E> {
-        if value.contains('\0') {
-            return Err(E::custom("contains a NUL character"));
-        }
-        Ok(Value::String(value.to_owned()))
-    }
 }
 
-impl<'de> DeserializeSeed<'de> for BoundedValue<'_> {
-    type Value = Value;
+impl<'de> DeserializeSeed<'de> for BoundedValue<'_, 'de> {
+    type Value = ();
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for BoundedValue<'_> {
-    type Value = Value;
+impl<'de> Visitor<'de> for BoundedValue<'_, 'de> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(v.into())
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(v.into())
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        serde_json::Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("number out of range"))
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        if v.is_finite() { Ok(()) } else { Err(E::custom("number out of range")) }
     }
 
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-        Self::string(v)
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let inner = self.nested()?;
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(inner)? {
-            items.push(item);
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        if v.contains('\0') {
+            return Err(E::custom("contains a NUL character"));
         }
-        Ok(Value::Array(items))
+        Ok(())
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let inner = self.nested()?;
-        let mut object = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
+        while seq.next_element_seed(inner)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let inner = self.nested()?;
+        let first = self.seen.borrow().len();
+        while let Some(key) = map.next_key_seed(Key)? {
             self.keys.set(self.keys.get() + 1);
             if self.keys.get() > self.limits.max_context_keys {
                 return Err(de::Error::custom(format_args!("more than {} keys", self.limits.max_context_keys)));
@@ -261,13 +300,44 @@ impl<'de> Visitor<'de> for BoundedValue<'_> {
             if key.contains('\0') {
                 return Err(de::Error::custom("a key contains a NUL character"));
             }
-            if object.contains_key(&key) {
-                return Err(de::Error::custom(format_args!("duplicate key {key:?}")));
+            {
+                let mut seen = self.seen.borrow_mut();
+                if seen[first..].contains(&key) {
+                    return Err(de::Error::custom(format_args!("duplicate key {key:?}")));
+                }
+                seen.push(key);
             }
-            let value = map.next_value_seed(inner)?;
-            object.insert(key, value);
+            map.next_value_seed(inner)?;
         }
-        Ok(Value::Object(object))
+        self.seen.borrow_mut().truncate(first);
+        Ok(())
+    }
+}
+
+/// An object key, borrowed from the text unless it holds escapes.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
     }
 }
 
@@ -287,7 +357,8 @@ mod tests {
         assert_eq!(e.level, Level::Warn);
         assert!(matches!(e.scope, Cow::Borrowed("checkout")));
         assert_eq!(e.time_unix_nano, 1_736_937_045_123_000_000);
-        assert_eq!(e.context.unwrap()["c"]["d"], 1.5);
+        assert!(matches!(e.context, Some(Cow::Borrowed(_))));
+        assert_eq!(e.context_map().unwrap()["c"]["d"], 1.5);
     }
 
     fn reason_of(json: &str) -> (Reason, String) {

@@ -7,7 +7,7 @@
 
 mod patterns;
 
-use std::{borrow::Cow, sync::Arc};
+use std::borrow::Cow;
 
 pub use patterns::Kind;
 use regex_automata::{Anchored, Input, PatternID, meta::Regex, util::syntax};
@@ -65,8 +65,8 @@ pub struct Scrubber {
 }
 
 thread_local! {
-    /// Reused by the fast path: the event's strings joined, and a normalised key.
-    static SCRATCH: std::cell::RefCell<(String, String)> = const { std::cell::RefCell::new((String::new(), String::new())) };
+    /// Reused by the fast path: the event's text joined, and the context's text normalised.
+    static SCRATCH: std::cell::RefCell<(Vec<u8>, String)> = const { std::cell::RefCell::new((Vec::new(), String::new())) };
 }
 
 impl Scrubber {
@@ -112,55 +112,51 @@ impl Scrubber {
             event.scope = Cow::Owned(scope);
         }
         if let Some(context) = &mut event.context {
-            // Unique right after parsing, so this does not copy.
-            self.scrub_map(Arc::make_mut(context), false, &mut redactions);
+            let mut map: Map<String, Value> =
+                serde_json::from_str(context.get()).expect("a validated context is a JSON object");
+            let before = redactions.total();
+            self.scrub_map(&mut map, false, &mut redactions);
+            // Only a context that changed is written anew; otherwise it is logged as sent.
+            if redactions.total() != before {
+                *context = Cow::Owned(serde_json::value::to_raw_value(&map).expect("a JSON map serialises"));
+            }
         }
         redactions
     }
 
-    /// The fast path for the common clean event: one scan over all of its text joined by NUL, which
-    /// validation refuses inside strings, so whatever matches one string alone matches the joined
-    /// text too. A match (even one spanning two strings), a sensitive key name or a card-like
-    /// number sends the event down the exact path.
+    /// The fast path for the common clean event: one scan over its message, scope and the
+    /// context's JSON text, joined by NUL, with the text's quotes turned into NULs too. Validation
+    /// refuses NUL inside strings, and without a backslash in the context each of its strings
+    /// (keys and values) is in the text exactly as it reads, between two quotes; so whatever
+    /// matches one string alone matches the joined text too, as it did between NULs. Key names
+    /// are checked on the normalised text of the whole context, which holds each normalised key.
+    /// A match anywhere, even one spanning two strings, sends the event down the exact path: this
+    /// may flag a clean event, never miss one. Card-like JSON numbers are caught by the card
+    /// pattern, as their digits are in the text.
     fn may_need_scrubbing(&self, event: &Event<'_>) -> bool {
         if !self.joinable {
             return true;
         }
-        SCRATCH.with_borrow_mut(|(joined, key)| {
-            joined.clear();
-            joined.push_str(&event.message);
-            joined.push('\0');
-            joined.push_str(&event.scope);
-            let flagged = event.context.as_deref().is_some_and(|map| self.join_map(map, joined, key));
-            flagged || self.regex.is_match(Input::new(joined.as_str()))
-        })
-    }
-
-    /// Appends the map's keys and string values to `joined`; true if something needs a closer look.
-    fn join_map(&self, map: &Map<String, Value>, joined: &mut String, key: &mut String) -> bool {
-        map.iter().any(|(name, value)| {
-            joined.push('\0');
-            joined.push_str(name);
-            normalize_key_into(name, key);
-            if self.allow_keys.contains(key) {
-                return false;
-            }
-            self.is_sensitive(key) || self.join_value(value, joined, key)
-        })
-    }
-
-    fn join_value(&self, value: &Value, joined: &mut String, key: &mut String) -> bool {
-        match value {
-            Value::String(s) => {
-                joined.push('\0');
-                joined.push_str(s);
-                false
-            }
-            Value::Number(n) => self.enabled[Kind::Card.index()] && n.as_u64().is_some_and(is_card_number),
-            Value::Array(items) => items.iter().any(|item| self.join_value(item, joined, key)),
-            Value::Object(map) => self.join_map(map, joined, key),
-            Value::Bool(_) | Value::Null => false,
+        let context = event.context.as_deref().map_or("", serde_json::value::RawValue::get);
+        if context.contains('\\') {
+            // Escapes: the text is not the strings it holds; only the exact path can tell.
+            return true;
         }
+        SCRATCH.with_borrow_mut(|(joined, normalized)| {
+            if !context.is_empty() && self.enabled[Kind::SensitiveKey.index()] && self.sensitive_keys.is_some() {
+                normalize_key_into(context, normalized);
+                if self.is_sensitive(normalized) {
+                    return true;
+                }
+            }
+            joined.clear();
+            joined.extend_from_slice(event.message.as_bytes());
+            joined.push(0);
+            joined.extend_from_slice(event.scope.as_bytes());
+            joined.push(0);
+            joined.extend(context.bytes().map(|b| if b == b'"' { 0 } else { b }));
+            self.regex.is_match(Input::new(joined.as_slice()))
+        })
     }
 
     /// The text with every confirmed match replaced by its marker; borrowed when nothing matched.

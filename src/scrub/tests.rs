@@ -193,7 +193,7 @@ fn an_event_is_scrubbed_in_message_scope_context_keys_and_values() {
     assert_eq!(event.message, "payment failed for [REDACTED:card]");
     assert_eq!(event.scope, "checkout [REDACTED:email]");
     assert_eq!(event.session_id, "550e8400-e29b-41d4-a716-446655440000");
-    let context = Value::Object((*event.context.unwrap()).clone());
+    let context = Value::Object(event.context_map().unwrap());
     assert_eq!(
         context,
         json!({
@@ -229,7 +229,7 @@ fn kinds_can_be_disabled_keys_allowed_and_patterns_added() {
         "ip": "203.0.113.9", "password": "hunter2", "contactEmail": "support@example.com", "order": "ORD-123456",
     }));
     let redactions = scrubber.scrub_event(&mut event);
-    let context = event.context.unwrap();
+    let context = event.context_map().unwrap();
     assert_eq!(context["ip"], "203.0.113.9");
     assert_eq!(context["password"], "hunter2");
     assert_eq!(context["contactEmail"], "support@example.com");
