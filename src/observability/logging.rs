@@ -127,23 +127,6 @@ impl Shipper {
     }
 }
 
-/// Appends one line, written by `format` (JSON without the newline), to the open batch on this
-/// thread, where it travels like a line logged through slog. Returns false, having written
-/// nothing, when no batch is open: the caller then logs through slog. This skips slog's record
-/// and key-value machinery for the lines a request writes by the thousand.
-pub fn append_to_batch(format: impl FnOnce(&mut Vec<u8>)) -> bool {
-    FORMATTER.with(|f| {
-        if f.batching.get() == 0 {
-            return false;
-        }
-        let mut buffer = f.buffer.0.borrow_mut();
-        format(&mut buffer);
-        buffer.push(b'\n');
-        f.lines.set(f.lines.get() + 1);
-        true
-    })
-}
-
 const WRITE_BUFFER: usize = 256 * 1024;
 
 /// Builds the loggers on stdout. Keep the writer until exit: `LogWriter::finish` writes what is queued.
