@@ -11,7 +11,8 @@
 # Also fails on any 5xx, or if the gateway dies.
 #
 # Not part of CI (it takes minutes). Usage: scripts/soak.sh [minutes]
-#   env: SOAK_RATE (requests/s, default 1000), SOAK_CONNECTIONS (16), SOAK_TOLERANCE_MIB (8)
+#   env: SOAK_RATE (requests/s, default 1000), SOAK_CONNECTIONS (16), SOAK_TOLERANCE_MIB (8),
+#        GATEWAY_BIN (a release binary to soak instead of building this checkout)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 minutes=${1:-5}
@@ -21,8 +22,10 @@ tolerance=${SOAK_TOLERANCE_MIB:-8}
 interval=5
 command -v wrk >/dev/null || { echo "missing: wrk (apt-get install wrk, or run scripts/bench.sh once)" >&2; exit 1; }
 
-cargo build --release --locked --bins
-target=${CARGO_TARGET_DIR:-target}
+if [[ -z ${GATEWAY_BIN:-} ]]; then
+  cargo build --release --locked --bins
+  GATEWAY_BIN=${CARGO_TARGET_DIR:-target}/release/client-telemetry
+fi
 tmp=$(mktemp -d)
 gateway_pid=
 wrk_pid=
@@ -42,7 +45,7 @@ python3 -c "import sys; sys.path.insert(0, 'scripts/bench'); import run; print(r
 env -i PATH="$PATH" CLIENT_TELEMETRY_BIND="127.0.0.1:$port" CLIENT_TELEMETRY_TRUSTED_PROXIES=127.0.0.1 \
   CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS=1000000000 \
   OTEL_COLLECTOR_ENDPOINT="http://127.0.0.1:$closed/v1/logs" \
-  "$target/release/client-telemetry" >/dev/null 2>"$tmp/stderr" &
+  "$GATEWAY_BIN" >/dev/null 2>"$tmp/stderr" &
 gateway_pid=$!
 for _ in $(seq 100); do
   curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break

@@ -143,22 +143,12 @@ class Redis:
 
 
 class Sink:
-    """An OTLP/HTTP endpoint that answers 200 to everything and counts bytes."""
+    """The OTLP/HTTP sink: examples/ceiling on one worker, answering 200 {} on /v1/logs."""
 
     def __init__(self):
         self.port = free_port()
-        code = (
-            "import http.server,sys\n"
-            "class H(http.server.BaseHTTPRequestHandler):\n"
-            "  protocol_version='HTTP/1.1'\n"
-            "  def do_POST(self):\n"
-            "    self.rfile.read(int(self.headers.get('content-length',0)))\n"
-            "    self.send_response(200);self.send_header('content-type','application/json');"
-            "self.send_header('content-length','2');self.end_headers();self.wfile.write(b'{}')\n"
-            "  def log_message(self,*a): pass\n"
-            f"http.server.ThreadingHTTPServer(('127.0.0.1',{self.port}),H).serve_forever()\n"
-        )
-        self.proc = subprocess.Popen([sys.executable, "-c", code])
+        env = {"PATH": os.environ["PATH"], "CEILING_BIND": f"127.0.0.1:{self.port}", "CEILING_WORKERS": "1"}
+        self.proc = subprocess.Popen([str(RELEASE / "examples" / "ceiling")], env=env, stdout=subprocess.DEVNULL)
         wait_port(self.port)
 
     def stop(self):
