@@ -72,26 +72,29 @@ impl AppState {
     }
 
     pub fn count_redactions(&self, redactions: Redactions) {
+        if redactions.total() == 0 {
+            return;
+        }
         for (kind, n) in redactions.iter() {
-            self.metrics.redactions.with_label_values(&[kind.as_str()]).inc_by(u64::from(n));
+            self.metrics.count_redactions(kind, u64::from(n));
         }
     }
 
     pub fn count_levels(&self, events: &[Event<'_>]) {
-        let mut counts = [0u64; 3];
+        let mut counts = [0u64; Level::ALL.len()];
         for event in events {
             counts[event.level as usize] += 1;
         }
-        for (level, count) in [Level::Info, Level::Warn, Level::Error].into_iter().zip(counts) {
+        for (level, count) in Level::ALL.into_iter().zip(counts) {
             if count > 0 {
-                self.metrics.events.with_label_values(&[level.as_str()]).inc_by(count);
+                self.metrics.count_events(level, count);
             }
         }
     }
 
     pub fn count_rejections(&self, rejected: &[Rejection]) {
         for r in rejected {
-            self.metrics.events_rejected.with_label_values(&[r.invalid.reason.as_str()]).inc();
+            self.metrics.count_rejection(r.invalid.reason);
         }
     }
 }

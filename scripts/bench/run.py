@@ -114,7 +114,8 @@ def body_file(events, tmp):
     path = Path(tmp) / f"body-{events}.json"
     if not path.exists():
         body = event(0) if events == 1 else {"events": [event(i) for i in range(events)]}
-        path.write_text(json.dumps(body))
+        # compact, as the browser client sends it (JSON.stringify): no spaces after , and :
+        path.write_text(json.dumps(body, separators=(",", ":")))
     return path
 
 

@@ -28,6 +28,9 @@ pub enum Level {
 }
 
 impl Level {
+    /// Every level, in declaration order (`level as usize` indexes it).
+    pub const ALL: [Level; 3] = [Level::Info, Level::Warn, Level::Error];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Level::Info => "info",
@@ -92,6 +95,10 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in declaration order (`reason as usize` indexes it).
+    pub const ALL: [Reason; 5] =
+        [Reason::Schema, Reason::FieldTooLong, Reason::InvalidField, Reason::InvalidTimestamp, Reason::InvalidContext];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Schema => "schema",

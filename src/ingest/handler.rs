@@ -20,7 +20,7 @@ pub async fn ingest(request: HttpRequest, payload: web::Payload, state: web::Dat
         // Draining: the client should open its next connection to another replica.
         response.head_mut().set_connection_type(ConnectionType::Close);
     }
-    state.metrics.requests.with_label_values(&[response.status().as_str()]).inc();
+    state.metrics.count_request(response.status());
     state.metrics.request_duration.observe(started.elapsed().as_secs_f64());
     response
 }

@@ -1,8 +1,16 @@
 //! Every metric the service exports, registered once in one registry.
 
+use std::sync::OnceLock;
+
+use actix_web::http::StatusCode;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
+};
+
+use crate::{
+    ingest::event::{Level, Reason},
+    scrub::Kind,
 };
 
 #[derive(Clone)]
@@ -18,7 +26,17 @@ pub struct Metrics {
     pub duplicate_batches: IntCounter,
     pub rate_limiter_duration: HistogramVec,
     pub redactions: IntCounterVec,
+    /// The request path's series, resolved once: counting is an atomic add, not a label lookup
+    /// (a hash and a lock) per request.
+    requests_by_status: [(u16, IntCounter); STATUSES.len()],
+    events_by_level: [IntCounter; Level::ALL.len()],
+    redactions_by_kind: [IntCounter; Kind::ALL.len()],
+    /// Resolved at the first rejection for that reason: the series appears only then, as before.
+    rejected_by_reason: [OnceLock<IntCounter>; Reason::ALL.len()],
 }
+
+/// The statuses the ingest route answers with; their series exist from the start at 0.
+const STATUSES: [u16; 10] = [200, 204, 400, 401, 403, 408, 413, 415, 429, 503];
 
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0];
@@ -91,15 +109,9 @@ impl Metrics {
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         // The series alerts and dashboards read exist from the start at 0, so rate() sees a first
         // burst whole instead of starting from it.
-        for status in ["200", "204", "400", "401", "403", "408", "413", "415", "429", "503"] {
-            requests.with_label_values(&[status]);
-        }
-        for level in ["info", "warn", "error"] {
-            events.with_label_values(&[level]);
-        }
-        for kind in crate::scrub::Kind::ALL {
-            redactions.with_label_values(&[kind.as_str()]);
-        }
+        let requests_by_status = STATUSES.map(|status| (status, requests.with_label_values(&[&status.to_string()])));
+        let events_by_level = Level::ALL.map(|level| events.with_label_values(&[level.as_str()]));
+        let redactions_by_kind = Kind::ALL.map(|kind| redactions.with_label_values(&[kind.as_str()]));
 
         reg(Box::new(requests.clone()));
         reg(Box::new(request_duration.clone()));
@@ -127,7 +139,36 @@ impl Metrics {
             duplicate_batches,
             rate_limiter_duration,
             redactions,
+            requests_by_status,
+            events_by_level,
+            redactions_by_kind,
+            rejected_by_reason: Default::default(),
         }
+    }
+
+    /// One ingest request answered with `status`.
+    pub fn count_request(&self, status: StatusCode) {
+        match self.requests_by_status.iter().find(|(known, _)| *known == status.as_u16()) {
+            Some((_, counter)) => counter.inc(),
+            None => self.requests.with_label_values(&[status.as_str()]).inc(),
+        }
+    }
+
+    /// `n` accepted events of `level`.
+    pub fn count_events(&self, level: Level, n: u64) {
+        self.events_by_level[level as usize].inc_by(n);
+    }
+
+    /// `n` redactions of `kind`.
+    pub fn count_redactions(&self, kind: Kind, n: u64) {
+        self.redactions_by_kind[kind as usize].inc_by(n);
+    }
+
+    /// One event refused for `reason`.
+    pub fn count_rejection(&self, reason: Reason) {
+        self.rejected_by_reason[reason as usize]
+            .get_or_init(|| self.events_rejected.with_label_values(&[reason.as_str()]))
+            .inc();
     }
 
     /// Registers a metric owned by another module (limiter backends, forwarder).
@@ -152,5 +193,37 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The handle arrays are built in `ALL` order and indexed by discriminant: the two must agree.
+    #[test]
+    fn handles_are_indexed_by_discriminant() {
+        assert!(Level::ALL.iter().enumerate().all(|(i, l)| *l as usize == i));
+        assert!(Reason::ALL.iter().enumerate().all(|(i, r)| *r as usize == i));
+        assert!(Kind::ALL.iter().enumerate().all(|(i, k)| *k as usize == i));
+    }
+
+    #[test]
+    fn resolved_handles_count_the_labelled_series() {
+        let metrics = Metrics::new();
+        metrics.count_request(StatusCode::NO_CONTENT);
+        metrics.count_request(StatusCode::INTERNAL_SERVER_ERROR);
+        metrics.count_events(Level::Warn, 3);
+        metrics.count_redactions(Kind::Ipv6, 2);
+        metrics.count_rejection(Reason::InvalidTimestamp);
+        metrics.count_rejection(Reason::InvalidTimestamp);
+        assert_eq!(metrics.requests.with_label_values(&["204"]).get(), 1);
+        assert_eq!(metrics.requests.with_label_values(&["500"]).get(), 1);
+        assert_eq!(metrics.events.with_label_values(&["warn"]).get(), 3);
+        assert_eq!(metrics.redactions.with_label_values(&["ipv6"]).get(), 2);
+        assert_eq!(metrics.events_rejected.with_label_values(&["invalid_timestamp"]).get(), 2);
+        let text = metrics.render();
+        assert!(!text.contains(r#"reason="schema""#), "a reason's series appears at its first rejection");
+        assert!(text.contains(r#"client_telemetry_requests_total{status="415"} 0"#));
     }
 }

@@ -14,7 +14,7 @@ use std::{future::Future, net::IpAddr, pin::Pin, sync::Arc, time::Duration, time
 
 use ipnet::IpNet;
 pub use memory::MemoryLimiter;
-use prometheus::{HistogramVec, IntCounter, IntCounterVec};
+use prometheus::{Histogram, IntCounter};
 pub use redis::RedisLimiter;
 
 use crate::{
@@ -168,9 +168,10 @@ pub struct Limiter {
     dedup: bool,
     dry_run: bool,
     exempt: Vec<IpNet>,
-    decisions: IntCounterVec,
+    /// The backend's series, resolved once (a label lookup is a hash and a lock), by `Outcome`.
+    decisions: [IntCounter; DECISIONS.len()],
     duplicates: IntCounter,
-    duration: HistogramVec,
+    duration: Histogram,
 }
 
 impl Limiter {
@@ -180,9 +181,9 @@ impl Limiter {
         metrics: &crate::observability::Metrics,
     ) -> Self {
         // Every series exists from the start at 0, so rate() sees the first burst whole.
-        for decision in DECISIONS {
-            metrics.rate_limit_decisions.with_label_values(&[backend.backend(), decision]);
-        }
+        let decisions =
+            DECISIONS.map(|decision| metrics.rate_limit_decisions.with_label_values(&[backend.backend(), decision]));
+        let duration = metrics.rate_limiter_duration.with_label_values(&[backend.backend()]);
         Self {
             backend,
             limit: settings.max_requests,
@@ -190,9 +191,9 @@ impl Limiter {
             dedup: settings.dedup_window.is_some(),
             dry_run: settings.dry_run,
             exempt: settings.exempt.clone(),
-            decisions: metrics.rate_limit_decisions.clone(),
+            decisions,
             duplicates: metrics.duplicate_batches.clone(),
-            duration: metrics.rate_limiter_duration.clone(),
+            duration,
         }
     }
 
@@ -210,28 +211,27 @@ impl Limiter {
 
     /// Decides for one attempt. Exempt clients skip every limit and de-duplication.
     pub async fn check(&self, attempt: &Attempt) -> Decision {
-        let backend = self.backend.backend();
         if self.exempt.iter().any(|net| net.contains(&attempt.client)) {
-            self.decisions.with_label_values(&[backend, "exempt"]).inc();
+            self.decisions[Outcome::Exempt as usize].inc();
             return Decision::unlimited(self.limit);
         }
         let started = Instant::now();
         let mut decision = self.backend.check(&attempt.keys()).await;
-        self.duration.with_label_values(&[backend]).observe(started.elapsed().as_secs_f64());
+        self.duration.observe(started.elapsed().as_secs_f64());
         if decision.duplicate {
             self.duplicates.inc();
             return decision;
         }
         let outcome = match (decision.allowed, self.dry_run) {
-            (true, _) => "allowed",
+            (true, _) => Outcome::Allowed,
             (false, true) => {
                 decision.allowed = true;
-                "dry_run_limited"
+                Outcome::DryRunLimited
             }
-            (false, false) if decision.session_only() => "session_limited",
-            (false, false) => "limited",
+            (false, false) if decision.session_only() => Outcome::SessionLimited,
+            (false, false) => Outcome::Limited,
         };
-        self.decisions.with_label_values(&[backend, outcome]).inc();
+        self.decisions[outcome as usize].inc();
         decision
     }
 
@@ -261,8 +261,17 @@ impl Limiter {
     }
 }
 
-/// The `decision` label of `client_telemetry_rate_limit_decisions_total`.
+/// The `decision` label of `client_telemetry_rate_limit_decisions_total`, indexed by `Outcome`.
 const DECISIONS: [&str; 5] = ["allowed", "limited", "session_limited", "dry_run_limited", "exempt"];
+
+#[derive(Clone, Copy)]
+enum Outcome {
+    Allowed,
+    Limited,
+    SessionLimited,
+    DryRunLimited,
+    Exempt,
+}
 
 #[cfg(test)]
 mod tests {

@@ -118,13 +118,7 @@ pub(super) fn builtin() -> Vec<(Kind, String)> {
         (Kind::Email, format!(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{{2,}}{B}")),
         (Kind::Iban, format!(r"{B}[A-Z]{{2}}[0-9]{{2}}(?: ?[A-Z0-9]){{11,30}}{B}")),
         (Kind::Card, format!(r"{B}[2-6][0-9](?:[ -]?[0-9]){{11,17}}{B}")),
-        // From a word boundary or `::`, not from inside every word that has a hex letter.
-        (
-            Kind::Ipv6,
-            format!(
-                r"(?:{B}[0-9A-Fa-f]{{1,4}}:|::)(?:[0-9A-Fa-f]{{0,4}}:){{0,6}}(?:[0-9]{{1,3}}(?:\.[0-9]{{1,3}}){{3}}|[0-9A-Fa-f]{{1,4}})?"
-            ),
-        ),
+        (Kind::Ipv6, ipv6()),
         (Kind::Ipv4, format!(r"{B}{ipv4_octet}(?:\.{ipv4_octet}){{3}}{B}")),
         (
             Kind::Phone,
@@ -136,6 +130,23 @@ pub(super) fn builtin() -> Vec<(Kind, String)> {
             .join("|"),
         ),
     ]
+}
+
+/// Only an address's shape is a candidate: eight groups, six and an IPv4 tail, or a `::`
+/// (from a word boundary, or not right after a word: `std::fs` is no candidate). A group and a
+/// colon (`Error 42: timeout`), a clock time or a MAC address never is, so ordinary messages stay
+/// on the scrubber's clean path. An optional zone (`%eth0`) belongs to the address.
+fn ipv6() -> String {
+    const B: &str = r"(?-u:\b)";
+    const NOT_B: &str = r"(?-u:\B)";
+    let h = "[0-9A-Fa-f]{1,4}";
+    let v4 = r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}";
+    // An IPv4 tail first: greedy hex groups would otherwise stop at its first octet.
+    let tail = format!("(?:(?:{h}:){{0,5}}{v4}|{h}(?::{h}){{0,6}})");
+    let full = format!("{B}(?:{h}:){{7}}{h}");
+    let full_v4 = format!("{B}(?:{h}:){{6}}{v4}");
+    let compressed = format!("(?:{B}{h}(?::{h}){{0,6}}|{NOT_B})::{tail}?");
+    format!("(?:{full}|{full_v4}|{compressed})(?:%[0-9A-Za-z_-]+)?")
 }
 
 /// Confirms a candidate of `kind` at `span` in `text`; returns the part to replace.
@@ -222,16 +233,23 @@ fn looks_like_version(text: &str, span: &Range<usize>) -> bool {
         || (after.next() == Some(b'.') && after.next().is_some_and(|b| b.is_ascii_digit()))
 }
 
-/// A real IPv6 address, not a clock time (`10:30:45`), a MAC address or `Type::method`.
+/// A real IPv6 address (its zone aside), not `face::bad`, `Type::method` or part of a longer token.
+/// A full stop after it ends a sentence unless a word or a number goes on after it.
 fn ipv6_valid(text: &str, span: &Range<usize>) -> bool {
     let found = &text[span.clone()];
+    let address = found.split_once('%').map_or(found, |(address, _zone)| address);
     let before = text[..span.start].chars().next_back();
-    let after = text[span.end..].chars().next();
-    let glued = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':' || c == '.');
-    !glued(before)
-        && !glued(after)
-        && found.bytes().any(|b| b.is_ascii_digit())
-        && found.parse::<std::net::Ipv6Addr>().is_ok()
+    let mut after = text[span.end..].chars();
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    let glued_before = word(before) || matches!(before, Some(':' | '.'));
+    let glued_after = match after.next() {
+        Some('.') => word(after.next()),
+        c => word(c) || c == Some(':'),
+    };
+    !glued_before
+        && !glued_after
+        && address.bytes().any(|b| b.is_ascii_digit())
+        && address.parse::<std::net::Ipv6Addr>().is_ok()
 }
 
 #[cfg(test)]

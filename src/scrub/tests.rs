@@ -118,7 +118,24 @@ fn phone_numbers() {
 #[test]
 fn ip_addresses() {
     assert_redacted(Kind::Ipv4, &["203.0.113.42", "10.0.0.1"]);
-    assert_redacted(Kind::Ipv6, &["2001:db8::8a2e:370:7334", "fe80::1", "::ffff:192.0.2.1"]);
+    assert_redacted(
+        Kind::Ipv6,
+        &[
+            "2001:db8::8a2e:370:7334",
+            "2001:db8::1",
+            "fe80::1",
+            "fe80::1%eth0",
+            "::1",
+            "::ffff:192.0.2.1",
+            "2001:0db8:85a3:0000:0000:8a2e:0370:7334",
+            "2001:db8:0:0:0:0:2:1",
+            "0:0:0:0:0:ffff:192.0.2.1",
+        ],
+    );
+    let (out, _) = scrub("connect to [2001:db8::1]:8080 failed");
+    assert_eq!(out, "connect to [[REDACTED:ipv6]]:8080 failed");
+    let (out, _) = scrub("peer was 2001:db8::1. Retrying");
+    assert_eq!(out, "peer was [REDACTED:ipv6]. Retrying");
     assert_untouched(&[
         "Mozilla/5.0 (X11) Chrome/120.0.0.0 Safari/537.36",
         "v1.2.3.4",
@@ -128,7 +145,45 @@ fn ip_addresses() {
         "mac 00:1a:2b:3c:4d:5e",
         "std::fs::read",
         "face::bad",
+        "Error 42: timeout",
+        "step 3: done",
+        "10:30:45",
+        "at 10:30:45 and 23:59:59.999",
+        "1:2:3:4:5:6:7",
+        "2001:db8::1.5",
     ]);
+}
+
+/// A group and a colon, a clock time or a MAC address is not even a candidate: such messages
+/// take the clean path (one scan, nothing parsed or copied).
+#[test]
+fn ordinary_colons_take_the_clean_path() {
+    let limits = crate::settings::Settings::from_vars(Vec::new()).unwrap().limits;
+    for message in [
+        "Error 42: timeout",
+        "step 3: done",
+        "event 7: user clicked",
+        "at 10:30:45",
+        "mac 00:1a:2b:3c:4d:5e",
+        "std::fs::read",
+    ] {
+        let json = json!({
+            "level": "info", "scope": "nav", "sessionId": "s-1", "message": message,
+            "timestamp": "2025-01-15T10:30:45.123Z", "context": { "at": "10:30:45", "step": 3 },
+        })
+        .to_string();
+        let event = crate::ingest::event::parse_event(&json, &limits).unwrap();
+        assert!(!scrubber().may_need_scrubbing(&event), "{message:?}");
+    }
+    for message in ["from 2001:db8::1", "from ::1", "from fe80::1%eth0"] {
+        let json = json!({
+            "level": "info", "scope": "nav", "sessionId": "s-1", "message": message,
+            "timestamp": "2025-01-15T10:30:45.123Z",
+        })
+        .to_string();
+        let event = crate::ingest::event::parse_event(&json, &limits).unwrap();
+        assert!(scrubber().may_need_scrubbing(&event), "{message:?}");
+    }
 }
 
 #[test]
