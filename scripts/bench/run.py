@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +39,7 @@ class Scenario:
     needs: tuple = ()  # "redis", "sink"
     replicas: int = 1
     ids: bool = False  # session and batch ids on every request, as the browser client sends them
+    gateway_bin: Path = None  # another build of the gateway (--compare); None: this checkout's
 
 
 def scenarios(selected):
@@ -162,7 +163,7 @@ def start_server(s, services, tmp, index):
     if s.binary == "ceiling":
         cmd, env = [str(RELEASE / "examples" / "ceiling")], {"CEILING_BIND": f"127.0.0.1:{port}"}
     else:
-        cmd = [str(RELEASE / "client-telemetry")]
+        cmd = [str(s.gateway_bin or RELEASE / "client-telemetry")]
         env = {"CLIENT_TELEMETRY_BIND": f"127.0.0.1:{port}", "CLIENT_TELEMETRY_TRUSTED_PROXIES": "127.0.0.1",
                **NO_LIMIT, **s.env}
         if "redis" in s.needs:
@@ -275,8 +276,17 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--scenarios", default="ceiling,memory,redis", help="comma-separated")
     p.add_argument("--half-rate", action="store_true", help="also measure latency paced at half the throughput")
+    p.add_argument("--compare", metavar="BINARY", type=Path,
+                   help="another gateway build: each gateway scenario also runs on it, as <name>@compare, in the "
+                        "same rounds (A/B under the same machine noise)")
     args = p.parse_args()
     chosen = scenarios(args.scenarios.split(","))
+    if args.compare:
+        if not args.compare.is_file():
+            sys.exit(f"--compare: no binary at {args.compare}")
+        chosen = [v for s in chosen
+                  for v in ([s] if s.binary == "ceiling" else
+                            [s, replace(s, name=f"{s.name}@compare", gateway_bin=args.compare.resolve())])]
     OUT.mkdir(parents=True, exist_ok=True)
     services = {}
     if any("redis" in s.needs for s in chosen):
