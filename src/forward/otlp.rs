@@ -20,7 +20,6 @@ use serde::{
     Deserialize,
     de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor},
 };
-use serde_json::Value;
 
 use super::settings::Protocol;
 use crate::ingest::event::{Event, Level};
@@ -69,27 +68,6 @@ pub fn record(event: &Event<'_>, observed_time_unix_nano: u64) -> Record {
     }
 }
 
-/// A JSON value as a typed OTLP value; `null` is the empty `AnyValue`, as OTLP defines it.
-pub fn any_value(value: &Value) -> AnyValue {
-    let value = match value {
-        Value::Null => None,
-        Value::Bool(b) => Some(any_value::Value::BoolValue(*b)),
-        Value::Number(n) => Some(match n.as_i64() {
-            Some(i) => any_value::Value::IntValue(i),
-            // Fractions, and integers beyond i64 (kept approximately rather than refused).
-            None => any_value::Value::DoubleValue(n.as_f64().unwrap_or(f64::NAN)),
-        }),
-        Value::String(s) => Some(any_value::Value::StringValue(s.clone())),
-        Value::Array(items) => {
-            Some(any_value::Value::ArrayValue(ArrayValue { values: items.iter().map(any_value).collect() }))
-        }
-        Value::Object(map) => Some(any_value::Value::KvlistValue(KeyValueList {
-            values: map.iter().map(|(k, v)| key_value(k.clone(), any_value(v))).collect(),
-        })),
-    };
-    AnyValue { value }
-}
-
 /// The context's entries appended to the attributes, read straight from its text.
 struct ContextAttributes<'v> {
     attributes: &'v mut Vec<KeyValue>,
@@ -125,7 +103,8 @@ impl<'de> Visitor<'de> for ContextAttributes<'_> {
     }
 }
 
-/// A JSON value read straight into its OTLP form, with the same mapping as [`any_value`].
+/// A JSON value read straight into its typed OTLP form; `null` is the empty `AnyValue`, as OTLP
+/// defines it.
 struct AnyValueSeed;
 
 impl<'de> DeserializeSeed<'de> for AnyValueSeed {
@@ -309,7 +288,7 @@ pub fn rejected_log_records(body: &[u8], content_type: Option<&str>, protocol: P
 mod tests {
     use std::borrow::Cow;
 
-    use serde_json::{json, value::RawValue};
+    use serde_json::{Value, json, value::RawValue};
 
     use super::*;
 
@@ -351,7 +330,7 @@ mod tests {
         assert_eq!(attribute(&log, "none"), None);
         assert!(log.attributes.iter().any(|kv| kv.key == "none"), "null is an empty AnyValue, not a missing key");
         let Some(V::ArrayValue(list)) = attribute(&log, "list") else { panic!("list") };
-        assert_eq!(list.values, [any_value(&json!(1)), string("a")]);
+        assert_eq!(list.values, [AnyValue { value: Some(V::IntValue(1)) }, string("a")]);
         let Some(V::KvlistValue(nested)) = attribute(&log, "nested") else { panic!("nested") };
         assert_eq!(nested.values, [key_value("k".into(), string("v"))]);
         assert_eq!(log.attributes.iter().filter(|kv| kv.key == "session.id").count(), 1);

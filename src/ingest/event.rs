@@ -58,7 +58,8 @@ pub struct Event<'a> {
 }
 
 impl Event<'_> {
-    /// The context as a JSON map (parsed from its text), for code that needs the structure.
+    /// The context as a JSON map (parsed from its text), for tests that inspect its structure.
+    #[cfg(test)]
     pub fn context_map(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
         let raw = self.context.as_deref()?;
         Some(serde_json::from_str(raw.get()).expect("a validated context is a JSON object"))
