@@ -101,7 +101,6 @@ start() {
     log "already started in $DIR (scripts/local-cluster.sh stop first)"; exit 1
   fi
   rm -rf "$DIR" && mkdir -p "$DIR/pids" "$DIR/redis" "$DIR/nginx/tmp" "$DIR/prometheus/data"
-  chmod 1777 "$DIR/nginx/tmp" # nginx workers drop root to nobody
   local redis_port sink_port nginx_port prom_port
   local ports
   ports=$("${HELPER[@]}" free-ports 4) || { log "could not find free ports"; exit 1; }
@@ -152,7 +151,13 @@ start() {
   done
 
   # nginx: what deploy/compose/nginx.conf does, on loopback ports, connecting from $PROXY_ADDR.
+  # Under root, nginx's workers would drop to nobody, who cannot reach $DIR inside a private
+  # (0700) checkout, so request bodies buffered to its temp files would fail with 500. The workers
+  # run as whoever runs the cluster, as they do for any other user (nginx ignores `user` then).
+  local nginx_user=""
+  [[ $(id -u) -eq 0 ]] && nginx_user="user root;"
   cat >"$DIR/nginx/nginx.conf" <<EOF
+$nginx_user
 worker_processes 2;
 pid $DIR/nginx/nginx.pid;
 error_log $DIR/nginx/error.log warn;
