@@ -334,7 +334,7 @@ def report(chosen, results, args):
     text = "\n".join(md)
     print("\n" + text)
     (OUT / "results.md").write_text(text + "\n")
-    (OUT / "results.json").write_text(json.dumps({"args": vars(args), "medians": med, "runs": results}, indent=2))
+    (OUT / "results.json").write_text(json.dumps({"args": vars(args), "medians": med, "runs": results}, indent=2, default=str))
     try:
         import matplotlib
         matplotlib.use("Agg")

@@ -16,7 +16,7 @@ use futures_util::{StreamExt, stream::FuturesUnordered};
 use prometheus::IntGauge;
 use slog::{Logger, warn};
 use tokio::{
-    sync::{Notify, mpsc},
+    sync::Notify,
     task::JoinHandle,
     time::{Instant, sleep, sleep_until, timeout},
 };
@@ -24,6 +24,7 @@ use tokio::{
 use super::{
     ForwardMetrics, LOG_PERIOD, LogEvery,
     otlp::{Encoder, Record, rejected_log_records},
+    queue,
     settings::{ForwardSettings, Protocol},
 };
 
@@ -34,7 +35,8 @@ const ANSWER_LIMIT: usize = 64 * 1024;
 
 pub(super) fn spawn(
     settings: &ForwardSettings,
-    queue: mpsc::Receiver<Record>,
+    encoder: Arc<Encoder>,
+    queue: queue::Receiver,
     shutdown: Arc<Notify>,
     metrics: ForwardMetrics,
     log: Logger,
@@ -49,7 +51,7 @@ pub(super) fn spawn(
         delay: settings.batch_delay,
         depth: metrics.queue_depth.clone(),
     };
-    let sender = Sender::new(settings, metrics, log);
+    let sender = Sender::new(settings, encoder, metrics, log);
     actix_web::rt::spawn(run(batcher, sender, settings.max_in_flight))
 }
 
@@ -74,7 +76,7 @@ async fn run(mut batcher: Batcher, sender: Sender, max_in_flight: usize) {
 }
 
 struct Batcher {
-    queue: mpsc::Receiver<Record>,
+    queue: queue::Receiver,
     shutdown: Arc<Notify>,
     draining: bool,
     batch: Vec<Record>,
@@ -119,7 +121,7 @@ impl Batcher {
 struct Sender {
     client: awc::Client,
     endpoint: String,
-    encoder: Encoder,
+    encoder: Arc<Encoder>,
     protocol: Protocol,
     timeout: Duration,
     initial_backoff: Duration,
@@ -130,8 +132,7 @@ struct Sender {
 }
 
 impl Sender {
-    fn new(settings: &ForwardSettings, metrics: ForwardMetrics, log: Logger) -> Self {
-        let encoder = Encoder::new(&settings.resource, settings.protocol, settings.gzip);
+    fn new(settings: &ForwardSettings, encoder: Arc<Encoder>, metrics: ForwardMetrics, log: Logger) -> Self {
         // Our own timeout covers reading the answer too.
         let mut client =
             awc::Client::builder().disable_timeout().add_default_header((CONTENT_TYPE, encoder.content_type()));
@@ -158,7 +159,8 @@ impl Sender {
     /// One batch to its final outcome, counted.
     async fn export(&self, batch: Vec<Record>) {
         let count = batch.len() as u64;
-        let body = self.encoder.encode(batch);
+        let body = self.encoder.encode(&batch);
+        drop(batch);
         let started = Instant::now();
         let outcome = self.send(body).await;
         self.metrics.export_duration.observe(started.elapsed().as_secs_f64());

@@ -6,10 +6,12 @@
 //! handler ─enqueue─▶ bounded queue ─▶ batch (by size or delay) ─▶ encode once ─▶ send, with retries
 //! ```
 //!
-//! - `Forwarder::enqueue` (request path) converts events to owned OTLP records and takes free queue
-//!   slots without waiting; when the queue is full the newest events are dropped and counted.
-//! - One exporter task on the actix runtime batches records from many requests and keeps at most
-//!   `max_in_flight` exports going; while they are all busy, the queue absorbs the wait.
+//! - `Forwarder::enqueue` (request path) takes room in the queue without waiting, encodes the events
+//!   that fit as OTLP records and queues them as one message; when the queue is full the newest
+//!   events are dropped and counted.
+//! - One exporter task on the actix runtime batches records from many requests, frames them into a
+//!   body, and keeps at most `max_in_flight` exports going; while they are all busy, the queue absorbs
+//!   the wait.
 //! - `exporter::Sender` holds the retry policy, the metrics of each outcome and the failure logs.
 //! - `Exporter::drain` (shutdown): the queue closes, what it holds is exported until the deadline,
 //!   and whatever is still unsent then is counted as dropped and logged once.
@@ -19,6 +21,7 @@
 
 mod exporter;
 pub mod otlp;
+mod queue;
 pub mod settings;
 
 use std::{
@@ -32,10 +35,7 @@ use std::{
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
 pub use settings::{ForwardSettings, Protocol, RawForward};
 use slog::{Logger, info, warn};
-use tokio::{
-    sync::{Notify, mpsc},
-    task::JoinHandle,
-};
+use tokio::{sync::Notify, task::JoinHandle};
 
 use crate::{ingest::event::Event, observability::Metrics};
 
@@ -47,20 +47,22 @@ const LOG_PERIOD: Duration = Duration::from_secs(10);
 pub fn start(settings: Option<&ForwardSettings>, metrics: &Metrics, log: &Logger) -> Option<(Forwarder, Exporter)> {
     let metrics = ForwardMetrics::new(metrics);
     let settings = settings?;
-    let (queue, receiver) = mpsc::channel(settings.queue_capacity);
+    let (queue, receiver) = queue::bounded(settings.queue_capacity);
+    let encoder = Arc::new(otlp::Encoder::new(&settings.resource, settings.protocol, settings.gzip));
     let shutdown = Arc::new(Notify::new());
-    let task = exporter::spawn(settings, receiver, shutdown.clone(), metrics.clone(), log.clone());
+    let task = exporter::spawn(settings, encoder.clone(), receiver, shutdown.clone(), metrics.clone(), log.clone());
     info!(log, "otlp forwarding on"; "endpoint" => &settings.endpoint, "protocol" => ?settings.protocol,
         "gzip" => settings.gzip, "batch_size" => settings.batch_size, "queue_capacity" => settings.queue_capacity);
-    let forwarder =
-        Forwarder { queue, metrics: metrics.clone(), overflow: Arc::new(LogEvery::new(LOG_PERIOD)), log: log.clone() };
+    let overflow = Arc::new(LogEvery::new(LOG_PERIOD));
+    let forwarder = Forwarder { queue, encoder, metrics: metrics.clone(), overflow, log: log.clone() };
     Some((forwarder, Exporter { task, shutdown, metrics, log: log.clone() }))
 }
 
 /// The request path's end of the queue.
 #[derive(Clone)]
 pub struct Forwarder {
-    queue: mpsc::Sender<otlp::Record>,
+    queue: queue::Sender,
+    encoder: Arc<otlp::Encoder>,
     metrics: ForwardMetrics,
     overflow: Arc<LogEvery>,
     log: Logger,
@@ -72,14 +74,16 @@ impl Forwarder {
         let observed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         // Counted before the exporter can see them, so it never settles more than was offered.
         self.metrics.unsettled.fetch_add(events.len() as i64, Ordering::SeqCst);
-        let mut queued = 0;
-        for event in events {
-            // Reserve first: an event that will be dropped is not converted.
-            let Ok(slot) = self.queue.try_reserve() else { break };
-            slot.send(otlp::record(event, observed));
-            queued += 1;
+        // Room first: an event that will be dropped is not encoded.
+        let mut queued = self.queue.reserve(events.len());
+        if queued > 0 {
+            // Shows as queued until the exporter takes it, so the depth never goes below zero.
+            self.metrics.queue_depth.add(queued as i64);
+            if let Err(refused) = self.queue.send(self.encoder.records(&events[..queued], observed)) {
+                self.metrics.queue_depth.sub(refused as i64);
+                queued -= refused;
+            }
         }
-        self.metrics.queue_depth.add(queued as i64);
         let dropped = (events.len() - queued) as u64;
         if dropped > 0 {
             self.metrics.unsettled.fetch_sub(dropped as i64, Ordering::SeqCst);
@@ -87,7 +91,7 @@ impl Forwarder {
             if let Some(suppressed) = self.overflow.permit(dropped) {
                 warn!(self.log, "otlp queue full: newest events dropped";
                     "dropped" => dropped, "dropped_since_last_line" => suppressed,
-                    "queue_capacity" => self.queue.max_capacity());
+                    "queue_capacity" => self.queue.capacity());
             }
         }
     }
