@@ -13,7 +13,7 @@ use actix_web::{
     middleware::{Condition, from_fn},
     web::{self, Data},
 };
-use slog::info;
+use slog::{info, warn};
 
 use crate::{
     access::{API_KEY_HEADER, Access},
@@ -177,6 +177,9 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     // On the unfiltered logger: tools wait for this line whatever the log level.
     info!(logs.events, "listening"; "addr" => addr, "admin_addr" => admin_addr,
         "rate_limit_backend" => state.limiter.backend_name(), "version" => env!("CARGO_PKG_VERSION"));
+    for (setting, instead) in &settings.deprecated {
+        warn!(logs.service, "deprecated setting"; "setting" => setting, "instead" => *instead);
+    }
 
     let ingest_server = ingest_server.run();
     let admin_server = admin_server.map(|s| s.run());

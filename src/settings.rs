@@ -39,6 +39,8 @@ pub struct Settings {
     pub transport: TransportSettings,
     /// OTLP forwarding; `None` (no endpoint set) means off.
     pub forward: Option<ForwardSettings>,
+    /// Settings that were given but no longer do anything, with what to do instead (logged at start).
+    pub deprecated: Vec<(String, &'static str)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,8 +81,9 @@ pub struct RateLimitSettings {
 pub struct RedisSettings {
     pub url: String,
     pub key_prefix: String,
-    pub pool_size: usize,
-    /// Deadline of one limiter call, connection and wait for the pool included.
+    /// Multiplexed connections per worker thread; a worker's concurrent calls share them, pipelined.
+    pub connections_per_worker: usize,
+    /// Deadline of one limiter call, connecting included.
     pub timeout: Duration,
     pub failure: RedisFailure,
 }
@@ -171,7 +174,9 @@ struct Raw {
     dedup_window_ms: u64,
     redis_url: String,
     redis_key_prefix: String,
-    redis_pool_size: usize,
+    redis_connections_per_worker: usize,
+    /// Deprecated: connections are per worker now (`redis_connections_per_worker`).
+    redis_pool_size: Option<String>,
     redis_timeout_ms: u64,
     #[serde(deserialize_with = "comma_list")]
     trusted_proxies: Vec<String>,
@@ -228,7 +233,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("dedup_window_ms", "0"),
     ("redis_url", "redis://127.0.0.1:6379"),
     ("redis_key_prefix", "client-telemetry:"),
-    ("redis_pool_size", "16"),
+    ("redis_connections_per_worker", "1"),
     ("redis_timeout_ms", "25"),
     ("trusted_proxies", ""),
     ("cors_allowed_origins", ""),
@@ -330,7 +335,7 @@ impl Raw {
             redis: RedisSettings {
                 url: redis_url(self.redis_url)?,
                 key_prefix: self.redis_key_prefix,
-                pool_size: at_least("redis_pool_size", self.redis_pool_size, 1)?,
+                connections_per_worker: at_least("redis_connections_per_worker", self.redis_connections_per_worker, 1)?,
                 timeout: Duration::from_millis(at_least("redis_timeout_ms", self.redis_timeout_ms, 1)?),
                 failure: match self.rate_limit_redis_failure.trim().to_ascii_lowercase().as_str() {
                     "local" => RedisFailure::Local,
@@ -419,6 +424,15 @@ impl Raw {
             access,
             transport,
             forward: self.forward.resolve()?,
+            deprecated: self
+                .redis_pool_size
+                .map(|_| {
+                    let instead = "ignored: each worker thread shares (pipelines) CLIENT_TELEMETRY_REDIS_CONNECTIONS_PER_WORKER \
+                                   connections (default 1) instead of checking one out of a pool per call";
+                    (env_name("redis_pool_size"), instead)
+                })
+                .into_iter()
+                .collect(),
         })
     }
 }
@@ -584,7 +598,8 @@ mod tests {
         let redis = &s.rate_limit.redis;
         assert_eq!(redis.url, "redis://127.0.0.1:6379");
         assert_eq!(redis.key_prefix, "client-telemetry:");
-        assert_eq!(redis.pool_size, 16);
+        assert_eq!(redis.connections_per_worker, 1);
+        assert!(s.deprecated.is_empty());
         assert_eq!(redis.timeout, Duration::from_millis(25));
         assert_eq!(redis.failure, RedisFailure::Local);
     }
@@ -595,7 +610,7 @@ mod tests {
             ("CLIENT_TELEMETRY_RATE_LIMIT_BACKEND", "redis"),
             ("CLIENT_TELEMETRY_REDIS_URL", "rediss://user:secret@redis.internal:6380/2"),
             ("CLIENT_TELEMETRY_REDIS_KEY_PREFIX", "ct:"),
-            ("CLIENT_TELEMETRY_REDIS_POOL_SIZE", "4"),
+            ("CLIENT_TELEMETRY_REDIS_CONNECTIONS_PER_WORKER", "4"),
             ("CLIENT_TELEMETRY_REDIS_TIMEOUT_MS", "10"),
             ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_FAILURE", "deny"),
             ("CLIENT_TELEMETRY_RATE_LIMIT_DRY_RUN", "true"),
@@ -606,7 +621,7 @@ mod tests {
         assert_eq!(rate_limit.backend, Backend::Redis);
         assert_eq!(redis.url, "rediss://user:secret@redis.internal:6380/2");
         assert_eq!(redis.key_prefix, "ct:");
-        assert_eq!(redis.pool_size, 4);
+        assert_eq!(redis.connections_per_worker, 4);
         assert_eq!(redis.timeout, Duration::from_millis(10));
         assert_eq!(redis.failure, RedisFailure::Deny);
         assert!(rate_limit.dry_run);
@@ -618,11 +633,20 @@ mod tests {
     }
 
     #[test]
+    fn the_old_pool_size_still_starts_but_is_reported_as_ignored() {
+        let s = load(&[("CLIENT_TELEMETRY_REDIS_POOL_SIZE", "16")]).unwrap();
+        let [(name, instead)] = s.deprecated.as_slice() else { panic!("{:?}", s.deprecated) };
+        assert_eq!(name, "CLIENT_TELEMETRY_REDIS_POOL_SIZE");
+        assert!(instead.contains("CLIENT_TELEMETRY_REDIS_CONNECTIONS_PER_WORKER"), "{instead}");
+        assert_eq!(s.rate_limit.redis.connections_per_worker, 1);
+    }
+
+    #[test]
     fn bad_redis_settings_name_the_variable_and_never_show_a_password() {
         for (name, value) in [
             ("CLIENT_TELEMETRY_REDIS_URL", "http://redis:6379"),
             ("CLIENT_TELEMETRY_REDIS_URL", "redis://redis:6379/not-a-db"),
-            ("CLIENT_TELEMETRY_REDIS_POOL_SIZE", "0"),
+            ("CLIENT_TELEMETRY_REDIS_CONNECTIONS_PER_WORKER", "0"),
             ("CLIENT_TELEMETRY_REDIS_TIMEOUT_MS", "0"),
             ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_FAILURE", "retry"),
             ("CLIENT_TELEMETRY_RATE_LIMIT_DRY_RUN", "maybe"),

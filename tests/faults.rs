@@ -93,7 +93,7 @@ fn admitted_across(fleet: &[Gateway], client: &str) -> usize {
 }
 
 fn redis_errors(replica: &Gateway) -> f64 {
-    ["timeout", "connection", "server", "pool", "reply", "circuit_open"]
+    ["timeout", "connection", "server", "reply", "circuit_open"]
         .iter()
         .map(|kind| {
             replica.metric(&format!(r#"client_telemetry_rate_limiter_errors_total{{backend="redis",kind="{kind}"}}"#))

@@ -7,15 +7,18 @@
 //! breaker stops trying for a short, jittered while, so a dead Redis adds no latency at all.
 
 use std::{
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use deadpool::managed::{self, Object, Pool, PoolError, RecycleResult};
 use moka::sync::Cache;
 use prometheus::{IntCounterVec, IntGauge, Opts};
-use redis::{AsyncConnectionConfig, Client, RedisError, Script, aio::MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Client, RedisError, Script};
 use slog::{Logger, info, warn};
+
+mod connections;
+
+use connections::Connections;
 
 use super::{BoxFuture, Decision, Keys, LimitKey, MemoryLimiter, Quota, RateLimiter, window::WindowParams};
 use crate::{
@@ -31,7 +34,7 @@ const FAILURES_TO_OPEN: u32 = 3;
 const OPEN_FOR: Duration = Duration::from_secs(1);
 
 pub struct RedisLimiter {
-    pool: Pool<Connector>,
+    connections: Arc<Connections>,
     script: Script,
     params: WindowParams,
     session: Option<WindowParams>,
@@ -70,7 +73,6 @@ pub struct ScriptReply {
 pub enum CallError {
     Timeout,
     Redis(RedisError),
-    Pool(String),
     Reply(String),
 }
 
@@ -82,7 +84,6 @@ impl CallError {
             CallError::Redis(e) if e.is_timeout() => "timeout",
             CallError::Redis(e) if e.is_io_error() || e.is_unrecoverable_error() => "connection",
             CallError::Redis(_) => "server",
-            CallError::Pool(_) => "pool",
             CallError::Reply(_) => "reply",
         }
     }
@@ -93,17 +94,7 @@ impl std::fmt::Display for CallError {
         match self {
             CallError::Timeout => f.write_str("no answer within the deadline"),
             CallError::Redis(e) => write!(f, "{e}"),
-            CallError::Pool(e) => write!(f, "connection pool: {e}"),
             CallError::Reply(e) => write!(f, "unexpected script reply: {e}"),
-        }
-    }
-}
-
-impl From<PoolError<RedisError>> for CallError {
-    fn from(error: PoolError<RedisError>) -> Self {
-        match error {
-            PoolError::Backend(e) => CallError::Redis(e),
-            other => CallError::Pool(other.to_string()),
         }
     }
 }
@@ -116,10 +107,7 @@ impl RedisLimiter {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(redis.timeout))
             .set_response_timeout(Some(redis.timeout));
-        let pool = Pool::builder(Connector { client, config })
-            .max_size(redis.pool_size)
-            .build()
-            .expect("a pool without timeouts needs no runtime");
+        let connections = Arc::new(Connections::new(client, config, redis.connections_per_worker));
         let params = WindowParams::new(settings.window, settings.max_requests);
         let errors = IntCounterVec::new(
             Opts::new("client_telemetry_rate_limiter_errors_total", "Rate limiter backend errors, by kind."),
@@ -128,13 +116,13 @@ impl RedisLimiter {
         .expect("valid metric");
         metrics.register(Box::new(errors.clone()));
         // Every series exists from the start at 0, so rate() sees the first burst whole.
-        for kind in ["timeout", "connection", "server", "pool", "reply", "circuit_open"] {
+        for kind in ["timeout", "connection", "server", "reply", "circuit_open"] {
             errors.with_label_values(&[BACKEND, kind]);
         }
         let degraded = metrics
             .gauge("client_telemetry_rate_limiter_degraded", "1 while the failure policy decides instead of Redis.");
         Self {
-            pool,
+            connections,
             script: Script::new(SCRIPT),
             params,
             session: settings.session_max_requests.map(|limit| WindowParams::new(settings.window, limit)),
@@ -182,8 +170,8 @@ impl RedisLimiter {
         batch: Option<&str>,
     ) -> Result<ScriptReply, CallError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
-        let mut connection = match tokio::time::timeout_at(deadline, self.pool.get()).await {
-            Ok(connection) => connection?,
+        let mut lease = match tokio::time::timeout_at(deadline, self.connections.get()).await {
+            Ok(lease) => lease.map_err(CallError::Redis)?,
             Err(_) => return Err(CallError::Timeout),
         };
         let mut invocation = self.script.prepare_invoke();
@@ -194,17 +182,18 @@ impl RedisLimiter {
         if let Some(batch) = batch {
             invocation.key(batch);
         }
-        let reply: Vec<i64> = match tokio::time::timeout_at(deadline, invocation.invoke_async(&mut *connection)).await {
+        let call = invocation.invoke_async(&mut lease.connection);
+        let reply: Vec<i64> = match tokio::time::timeout_at(deadline, call).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(error)) => {
                 if error.is_unrecoverable_error() {
-                    drop(Object::take(connection));
+                    self.connections.discard(lease);
                 }
                 return Err(CallError::Redis(error));
             }
             Err(_) => {
                 // Late or never: a connection to a stalled server or a half-open socket is not reused.
-                drop(Object::take(connection));
+                self.connections.discard(lease);
                 return Err(CallError::Timeout);
             }
         };
@@ -289,13 +278,13 @@ impl RateLimiter for RedisLimiter {
             // Kept locally too, for when Redis is down and the local limiter decides.
             memory.remember(batch.clone());
         }
-        let (pool, key, timeout, errors) =
-            (self.pool.clone(), self.redis_key(&batch), self.timeout, self.errors.clone());
+        let (connections, key, timeout, errors) =
+            (self.connections.clone(), self.redis_key(&batch), self.timeout, self.errors.clone());
         actix_web::rt::spawn(async move {
             let set = async {
-                let mut connection = pool.get().await?;
+                let mut lease = connections.get().await.map_err(CallError::Redis)?;
                 let set = redis::cmd("SET").arg(&key).arg(1).arg("PX").arg(ttl.as_millis() as u64).to_owned();
-                set.exec_async(&mut *connection).await.map_err(CallError::Redis)
+                set.exec_async(&mut lease.connection).await.map_err(CallError::Redis)
             };
             let result = tokio::time::timeout(timeout, set).await.unwrap_or(Err(CallError::Timeout));
             if let Err(error) = result {
@@ -336,27 +325,6 @@ fn parse_reply(reply: &[i64], keys: &[(String, WindowParams)]) -> Option<ScriptR
         duplicate: *duplicate == 1,
         limits,
     })
-}
-
-/// Opens multiplexed connections whose connect and response timeouts are the call deadline.
-/// Recycling trusts the connection: a PING per checkout would double the round trips, so a
-/// connection that fails or times out is dropped instead of returned (see `acquire`).
-struct Connector {
-    client: Client,
-    config: AsyncConnectionConfig,
-}
-
-impl managed::Manager for Connector {
-    type Type = MultiplexedConnection;
-    type Error = RedisError;
-
-    async fn create(&self) -> Result<MultiplexedConnection, RedisError> {
-        self.client.get_multiplexed_async_connection_with_config(&self.config).await
-    }
-
-    async fn recycle(&self, _: &mut MultiplexedConnection, _: &managed::Metrics) -> RecycleResult<RedisError> {
-        Ok(())
-    }
 }
 
 /// Closed while calls succeed. After `FAILURES_TO_OPEN` failures in a row it opens for a jittered
