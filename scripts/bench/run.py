@@ -139,6 +139,11 @@ class Redis:
         round_trips = sum(calls.get(c, 0) for c in ("evalsha", "evalsha_ro", "eval", "script|load", "ping"))
         return round_trips, sum(calls.values())
 
+    def cpu_seconds(self):
+        """CPU time redis-server has used, user and system (its own INFO, as a managed Redis reports it)."""
+        info = dict(line.split(":", 1) for line in self.cli("INFO", "cpu").splitlines() if ":" in line)
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
     def stop(self):
         self.proc.terminate()
         self.proc.wait()
@@ -203,10 +208,12 @@ def run_one(s, args, services, tmp):
         wrk_args = [f"-t{args.threads}", f"-c{connections}"]
         run_wrk(ports, wrk_args, wrk_env, 1)  # warm-up
         redis_before = services["redis"].calls() if "redis" in s.needs else (0, 0)
+        redis_cpu_before = services["redis"].cpu_seconds() if "redis" in s.needs else 0
         cpu_before = sum(cpu_seconds(p.pid) for p in procs)
         m = run_wrk(ports, wrk_args, wrk_env, args.duration)
         cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu_before
         redis_after = services["redis"].calls() if "redis" in s.needs else (0, 0)
+        redis_cpu = services["redis"].cpu_seconds() - redis_cpu_before if "redis" in s.needs else 0
         redis_trips, redis_cmds = (after - before for after, before in zip(redis_after, redis_before))
         limiter_errors = (sum(metric_sum(port, "client_telemetry_rate_limiter_errors_total") for port in ports)
                           if s.binary == "gateway" else None)
@@ -235,6 +242,8 @@ def run_one(s, args, services, tmp):
             "peak_rss_mb": max(rss_mb(p.pid, "VmHWM") for p in procs),
             "redis_trips_per_req": redis_trips / max(m["requests"], 1) if "redis" in s.needs else None,
             "redis_cmds_per_req": redis_cmds / max(m["requests"], 1) if "redis" in s.needs else None,
+            # what one call costs Redis, network included: its capacity is about 1e6 / this per core
+            "redis_cpu_us_per_trip": redis_cpu / max(redis_trips, 1) * 1e6 if "redis" in s.needs else None,
             # decisions Redis did not make (timeouts, circuit open): the run measured the fallback too
             "limiter_errors": limiter_errors,
             "otlp_batch": exported / exports if exports else None,
@@ -310,12 +319,12 @@ def main():
 
 def report(chosen, results, args):
     keys = ["rps", "eps", "p50_ms", "p99_ms", "p999_ms", "cpu_s_per_M_events", "idle_rss_mb", "peak_rss_mb",
-            "redis_trips_per_req", "redis_cmds_per_req", "limiter_errors", "non_2xx", "half_rate_p99_ms", "otlp_batch"]
+            "redis_trips_per_req", "redis_cmds_per_req", "redis_cpu_us_per_trip", "limiter_errors", "non_2xx", "half_rate_p99_ms", "otlp_batch"]
     med = {name: {k: median(runs, k) for k in keys} for name, runs in results.items()}
     ceiling = med.get("ceiling", {}).get("rps")
     memory = med.get("memory", {}).get("eps")
     header = ["scenario", "req/s", "events/s", "p50 ms", "p99 ms", "p99.9 ms", "CPU s / 1M events", "idle RSS MB",
-              "peak RSS MB", "Redis round trips/req", "Redis cmds/req", "limiter errors", "non-2xx",
+              "peak RSS MB", "Redis round trips/req", "Redis cmds/req", "Redis CPU µs/trip", "limiter errors", "non-2xx",
               "p99 ms at half rate", "events per OTLP export", "vs ceiling", "vs memory"]
     rows = []
     for s in chosen:
@@ -324,7 +333,8 @@ def report(chosen, results, args):
         rows.append([s.name, fmt(m["rps"], ".0f"), fmt(m["eps"], ".0f"), fmt(m["p50_ms"], ".2f"), fmt(m["p99_ms"], ".2f"),
                      fmt(m["p999_ms"], ".2f"), fmt(m["cpu_s_per_M_events"], ".2f"), fmt(m["idle_rss_mb"], ".1f"),
                      fmt(m["peak_rss_mb"], ".1f"), fmt(m["redis_trips_per_req"], ".2f"),
-                     fmt(m["redis_cmds_per_req"], ".2f"), fmt(m["limiter_errors"], ".0f"), fmt(m["non_2xx"], ".0f"),
+                     fmt(m["redis_cmds_per_req"], ".2f"), fmt(m["redis_cpu_us_per_trip"], ".1f"),
+                     fmt(m["limiter_errors"], ".0f"), fmt(m["non_2xx"], ".0f"),
                      fmt(m["half_rate_p99_ms"], ".2f"), fmt(m["otlp_batch"], ".0f"),
                      f"{m['rps'] / ceiling:.0%}" if ceiling else "-", f"{m['eps'] / memory:.0%}" if memory else "-"])
     md = [f"Medians of {args.rounds} rounds, {args.duration} s each, wrk -t{args.threads} -c{args.connections}, "
