@@ -4,7 +4,7 @@
 mod support;
 
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
     sync::Arc,
     thread,
     time::{Duration, Instant},
@@ -296,8 +296,15 @@ fn a_call_with_several_keys_admits_only_when_every_key_has_room_and_then_counts_
     assert!(!refused.admitted);
     assert!(refused.limits[0].room && !refused.limits[1].room, "the tight key refused, the other had room");
     assert_eq!(refused.limits[0].remaining, 3, "nothing recorded in the key that had room");
-    let counts: Vec<u64> = redis.query(&["HVALS", &tag]);
-    assert_eq!(counts.iter().sum::<u64>(), 2);
+    assert_eq!(counted(&redis, &tag), 2);
+}
+
+/// Requests a key counts: the sum of its sub-window fields, which its running count `n` must equal.
+fn counted(redis: &RedisServer, key: &str) -> u64 {
+    let fields: HashMap<String, u64> = redis.query(&["HGETALL", key]);
+    let sum = fields.iter().filter(|(field, _)| !["n", "f"].contains(&field.as_str())).map(|(_, n)| n).sum();
+    assert_eq!(fields.get("n").copied().unwrap_or(0), sum, "the running count is the sum: {fields:?}");
+    sum
 }
 
 #[test]
@@ -316,8 +323,7 @@ fn a_call_whose_batch_key_exists_is_a_duplicate_and_records_nothing() {
     let duplicate = rt.block_on(limiter.acquire(&keys, Some(&seen))).unwrap();
     assert!(duplicate.duplicate && !duplicate.admitted);
     assert_eq!(duplicate.limits[0].remaining, 4, "a duplicate costs no quota");
-    let counts: Vec<u64> = redis.query(&["HVALS", &keys[0].0]);
-    assert_eq!(counts.iter().sum::<u64>(), 1);
+    assert_eq!(counted(&redis, &keys[0].0), 1);
 }
 
 #[test]
@@ -352,7 +358,7 @@ fn session_limits_and_batch_ids_are_shared_by_every_replica() {
     assert_eq!((retry.status, retry.json()["duplicate"].as_bool()), (200, Some(true)));
     let ttl_ms: i64 = redis.query(&["PTTL", seen]);
     assert!(ttl_ms > 0 && ttl_ms <= 60_000, "PTTL {ttl_ms}");
-    let session_key = "client-telemetry:rl:{ip:198.51.100.42}:session:tab-a";
+    let session_key = "client-telemetry:rl:v2:{ip:198.51.100.42}:session:tab-a";
     let ttl_ms: i64 = redis.query(&["PTTL", session_key]);
     assert!(ttl_ms > 0 && ttl_ms <= 62_001, "{session_key}: PTTL {ttl_ms}");
     let logged = || fleet.iter().map(|g| g.event_lines().len()).sum::<usize>();
@@ -373,7 +379,10 @@ fn memory_per_tracked_key_stays_bounded_whatever_the_limit() {
         assert!(rt.block_on(limiter.acquire(std::slice::from_ref(&key), None)).unwrap().admitted);
         thread::sleep(Duration::from_millis(3));
     }
-    let fields: u64 = redis.query(&["HLEN", &key.0]);
+    // Less the running count and the oldest index: the sub-windows in use.
+    let fields = redis.query::<u64>(&["HLEN", &key.0]) - 2;
+    let in_window = counted(&redis, &key.0);
+    assert!(in_window > 0 && in_window < 1300 / 3, "sub-windows that left the window were taken off: {in_window}");
     let bytes: u64 = redis.query(&["MEMORY", "USAGE", &key.0]);
     let one = ip_key(&limiter, "198.51.100.51");
     rt.block_on(limiter.acquire(std::slice::from_ref(&one), None)).unwrap();
@@ -411,7 +420,7 @@ fn the_script_never_receives_a_time_every_key_expires_and_a_decision_is_one_eval
     assert_eq!(evals.len(), 40);
     for args in evals {
         assert_eq!(args[2..4], ["1".to_string(), args[3].clone()]);
-        assert!(args[3].starts_with("client-telemetry:rl:{ip:203.0.113."), "{args:?}");
+        assert!(args[3].starts_with("client-telemetry:rl:v2:{ip:203.0.113."), "{args:?}");
         assert_eq!(args[4..], ["0", "60000000", "1000000", "100"], "static parameters only, no time");
     }
 

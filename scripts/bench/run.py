@@ -58,6 +58,10 @@ def scenarios(selected):
         Scenario("memory-1M-clients", clients=1_000_000),
         Scenario("redis-1M-clients", env=redis, needs=("redis",), clients=1_000_000),
         Scenario("redis-3-replicas", env=redis, needs=("redis",), replicas=3),
+        # 100 busy clients (NAT egress addresses) on a 3 s window: every key holds all 60 sub-windows
+        # after the warm-up, the steady state of a busy key that a short run from empty never reaches
+        Scenario("redis-busy-keys", env={**redis, "CLIENT_TELEMETRY_RATE_LIMIT_WINDOW_MS": "3000"}, needs=("redis",),
+                 clients=100),
         Scenario("memory+sessions+dedup", env=SESSIONS_DEDUP, ids=True),
         Scenario("redis+sessions+dedup", env={**redis, **SESSIONS_DEDUP}, needs=("redis",), ids=True),
         Scenario("memory+otlp-collector-down", env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}),

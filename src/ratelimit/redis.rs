@@ -146,12 +146,13 @@ impl RedisLimiter {
     }
 
     /// The Redis key of a limit key. The IP is the hash tag, so every key one call touches (per-IP,
-    /// per-session, de-duplication) shares a Cluster slot.
+    /// per-session, de-duplication) shares a Cluster slot. `v2`: the layout with a running count;
+    /// during a rolling upgrade old and new replicas count apart rather than misread each other.
     pub fn redis_key(&self, key: &LimitKey) -> String {
         let (prefix, ip) = (&self.key_prefix, key.ip());
         match key {
-            LimitKey::Ip(_) => format!("{prefix}rl:{{ip:{ip}}}"),
-            LimitKey::Session(_, id) => format!("{prefix}rl:{{ip:{ip}}}:session:{id}"),
+            LimitKey::Ip(_) => format!("{prefix}rl:v2:{{ip:{ip}}}"),
+            LimitKey::Session(_, id) => format!("{prefix}rl:v2:{{ip:{ip}}}:session:{id}"),
             LimitKey::Batch(_, id) => format!("{prefix}seen:{{ip:{ip}}}:{id}"),
         }
     }

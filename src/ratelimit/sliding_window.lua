@@ -1,8 +1,9 @@
 -- Sliding-window rate limit: the arithmetic of src/ratelimit/window.rs, on Redis' clock.
 --
--- KEYS[i]  one hash per limited key: field = sub-window index modulo RING, value = requests
---          admitted in it. When ARGV[1] is 1, the last key is a batch id's: it exists while that
---          batch counts as already accepted (the gateway sets it after logging the batch).
+-- KEYS[i]  one hash per limited key: field 'n' = requests counted, 'f' = index of the oldest
+--          sub-window holding some, and one field per such sub-window (its index modulo RING) =
+--          requests admitted in it. When ARGV[1] is 1, the last key is a batch id's: it exists while
+--          that batch counts as already accepted (the gateway sets it after logging the batch).
 -- ARGV     ARGV[1] = 1 or 0 (is there a batch key), then for each limited key in turn: window_us,
 --          granularity_us, limit. Never a time: time is Redis'.
 --
@@ -10,6 +11,10 @@
 -- request in each key; a refusal or a duplicate writes nothing. Returns { now_us, admitted (1|0),
 -- duplicate (1|0), then for each limited key: room (1|0), remaining, reset_us }, reset_us being
 -- the time until the oldest counted sub-window leaves the window.
+--
+-- The running count makes a call cost the same however many sub-windows a key holds: only the
+-- sub-windows that left the window since the last call are read (window.rs pops them off the front
+-- of its queue the same way). Reading every field each call cost twice the Redis CPU for a busy key.
 --
 -- Lua numbers are doubles: integers are exact up to 2^53 (microsecond timestamps are about 2^51),
 -- but tostring() keeps only 14 digits and a / b may round up to the next integer. So fields are
@@ -25,17 +30,11 @@ local function div(a, b)
   return (a - math.fmod(a, b)) / b
 end
 
--- Fields keep the index modulo RING: small integers, the most compact hash encoding. No field lives
--- longer than about two windows (stale fields go on every write, and the key expires a window after
--- its last one), far fewer than RING sub-windows, so a field's index is the latest one with its
--- remainder.
+-- Sub-window fields are named by the index modulo RING: small integers, the most compact hash
+-- encoding. No field lives longer than about two windows, far fewer than RING sub-windows.
 local RING = 4096
-local function full_index(field, current)
-  local behind = math.fmod(current, RING) - field
-  if behind < 0 then
-    behind = behind + RING
-  end
-  return current - behind
+local function field(index)
+  return string.format('%d', math.fmod(index, RING))
 end
 
 local limited = #KEYS
@@ -52,20 +51,41 @@ for i = 1, limited do
   local window, granularity, limit = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1])
   local oldest = div(math.max(now - window, 0), granularity)
   local current = div(now, granularity)
-  local fields = redis.call('HGETALL', key)
-  local used, first, stale = 0, current, {}
-  for j = 1, #fields, 2 do
-    local index = full_index(tonumber(fields[j]), current)
-    if index < oldest then
-      stale[#stale + 1] = fields[j]
-    else
-      used = used + tonumber(fields[j + 1])
-      first = math.min(first, index)
+  local current_field = field(current)
+  local meta = redis.call('HMGET', key, 'n', 'f', current_field)
+  local used, first, stale = tonumber(meta[1]) or 0, tonumber(meta[2]) or current, {}
+  local in_current = tonumber(meta[3]) or 0
+  if used > 0 and first < oldest then
+    -- The sub-windows that have left the window: a few since the last call (the key expires a
+    -- window after its last write, so never more than about two windows' worth; RING names at most,
+    -- should the clock have jumped).
+    local fields = {}
+    for index = math.max(first, oldest - RING), oldest - 1 do
+      fields[#fields + 1] = field(index)
+    end
+    local counts = redis.call('HMGET', key, unpack(fields))
+    for j = 1, #fields do
+      if counts[j] then
+        used = used - tonumber(counts[j])
+        stale[#stale + 1] = fields[j]
+        if fields[j] == current_field then
+          in_current = 0 -- the same name, left by a sub-window RING ago: the clock jumped
+        end
+      end
+    end
+    -- The oldest sub-window still holding requests (there is one while used > 0; bounded all the
+    -- same, should the clock have stepped back).
+    first = oldest
+    while used > 0 and first < current and redis.call('HEXISTS', key, field(first)) == 0 do
+      first = first + 1
     end
   end
+  if used <= 0 then
+    used, first = 0, current
+  end
   admitted = admitted and used < limit
-  limits[i] = { window = window, granularity = granularity, limit = limit, current = current, used = used,
-    first = first, stale = stale }
+  limits[i] = { window = window, granularity = granularity, limit = limit, used = used,
+    first = first, stale = stale, current_field = current_field, in_current = in_current }
 end
 
 local reply = { now, admitted and 1 or 0, duplicate and 1 or 0 }
@@ -75,7 +95,8 @@ for i, l in ipairs(limits) do
     if #l.stale > 0 then
       redis.call('HDEL', KEYS[i], unpack(l.stale))
     end
-    redis.call('HINCRBY', KEYS[i], string.format('%d', math.fmod(l.current, RING)), 1)
+    redis.call('HSET', KEYS[i], l.current_field, string.format('%d', l.in_current + 1),
+      'n', string.format('%d', used + 1), 'f', string.format('%d', l.first))
     -- Kept until its newest sub-window has left the window, plus one sub-window of grace.
     redis.call('PEXPIRE', KEYS[i], div(l.window + 2 * l.granularity, 1000) + 1)
     used = used + 1

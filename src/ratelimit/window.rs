@@ -1,4 +1,5 @@
-//! The sliding-window arithmetic every backend shares (the Redis Lua script mirrors it line by line).
+//! The sliding-window arithmetic every backend shares (the Redis Lua script mirrors it, with a running
+//! count so a call reads only the sub-windows that left the window).
 //!
 //! The window is cut into sub-windows of `granularity = ceil(window / 60)`. A request at time `t`
 //! counts every sub-window that overlaps `(t - window, t]`, the oldest one whole. So no window of
