@@ -13,6 +13,7 @@ use moka::sync::Cache;
 
 use super::{
     BoxFuture, Decision, Keys, LimitKey, RateLimiter,
+    seen::SeenIds,
     window::{SlidingWindow, WindowParams},
 };
 use crate::settings::RateLimitSettings;
@@ -22,7 +23,7 @@ pub struct MemoryLimiter {
     session: Option<WindowParams>,
     windows: Cache<LimitKey, Arc<Mutex<SlidingWindow>>>,
     /// Accepted batch ids, each kept for the de-duplication window; `None` when it is off.
-    seen: Option<Cache<LimitKey, ()>>,
+    seen: Option<SeenIds>,
     epoch: Instant,
 }
 
@@ -37,15 +38,14 @@ impl MemoryLimiter {
             windows: Cache::builder().max_capacity(settings.memory_max_keys).time_to_idle(idle).build(),
             seen: settings
                 .dedup_window
-                .map(|ttl| Cache::builder().max_capacity(settings.memory_max_keys).time_to_live(ttl).build()),
+                .map(|window| SeenIds::new(window, usize::try_from(settings.memory_max_keys).unwrap_or(usize::MAX))),
             epoch: Instant::now(),
         }
     }
 
     /// Decides at an explicit time (microseconds on this limiter's monotonic clock).
     pub fn check_at(&self, keys: &Keys, now_us: u64) -> Decision {
-        let duplicate =
-            self.seen.as_ref().zip(keys.batch.as_ref()).is_some_and(|(seen, batch)| seen.contains_key(batch));
+        let duplicate = self.seen.as_ref().zip(keys.batch.as_ref()).is_some_and(|(seen, batch)| seen.contains(batch));
         let ip_window = self.window(&keys.ip);
         let session_window = self.session.zip(keys.session.as_ref()).map(|(params, key)| (params, self.window(key)));
         // The IP's lock is always taken first, so two calls never wait on each other in a cycle.
@@ -75,7 +75,7 @@ impl MemoryLimiter {
 
     pub fn remember(&self, batch: LimitKey) {
         if let Some(seen) = &self.seen {
-            seen.insert(batch, ());
+            seen.insert(&batch);
         }
     }
 

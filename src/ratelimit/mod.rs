@@ -8,6 +8,7 @@
 
 mod memory;
 pub mod redis;
+mod seen;
 pub mod window;
 
 use std::{future::Future, net::IpAddr, pin::Pin, sync::Arc, time::Duration, time::Instant};

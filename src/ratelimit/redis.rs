@@ -50,7 +50,7 @@ pub struct RedisLimiter {
 }
 
 enum Fallback {
-    Local(MemoryLimiter),
+    Local(Box<MemoryLimiter>),
     Allow,
     Deny,
 }
@@ -135,7 +135,7 @@ impl RedisLimiter {
                 .build(),
             breaker: Breaker::default(),
             fallback: match redis.failure {
-                RedisFailure::Local => Fallback::Local(MemoryLimiter::new(settings)),
+                RedisFailure::Local => Fallback::Local(Box::new(MemoryLimiter::new(settings))),
                 RedisFailure::Allow => Fallback::Allow,
                 RedisFailure::Deny => Fallback::Deny,
             },
