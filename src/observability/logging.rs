@@ -7,8 +7,9 @@
 //! A line is formatted on the thread that logs it, into a per-thread buffer, and only bytes cross a
 //! bounded channel to the writer, which writes through a buffer and flushes whenever the channel
 //! runs empty. Under load the writer lingers briefly after each wake-up, so one wake-up and one
-//! write serve several requests (each wake-up is a context switch that also preempts a worker). (slog-async would copy every key and value into owned boxes first; at hundreds of
-//! thousands of lines a second that cost more than the formatting.) Within a `Logs::batch()` (one
+//! write serve several requests (each wake-up is a context switch that also preempts a worker).
+//! (slog-async would copy every key and value into owned boxes first; at hundreds of thousands of
+//! lines a second that cost more than the formatting.) Within a `Logs::batch()` (one
 //! request's events) the lines travel together, and the batch's `Receipt` resolves once the writer
 //! has flushed them: the ingest route answers 204 only for events already in the log. Logging never
 //! blocks a worker: when the channel is full the lines are dropped, counted in
