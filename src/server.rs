@@ -214,8 +214,11 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
         task.await.map_err(io::Error::other)??;
     }
     if let Some(exporter) = exporter {
-        let closing = closing.get().copied().unwrap_or_else(Instant::now);
-        exporter.drain(closing + settings.shutdown.grace).await;
+        let deadline = closing.get().copied().unwrap_or_else(Instant::now) + settings.shutdown.grace;
+        // A worker stopped by the server's own timeout may still be finishing a request after the
+        // server has returned: its events are logged, and must reach the queue before it closes.
+        state.lifecycle.until_idle(deadline).await;
+        exporter.drain(deadline).await;
     }
     info!(logs.service, "stopped");
     Ok(())
