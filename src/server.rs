@@ -138,6 +138,7 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
             .app_data(app_state.clone())
             .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
             .wrap(from_fn(transport::close_old_connections))
+            .wrap(from_fn(transport::close_on_unfinished_body))
             .route(ingest::PATH, web::post().to(ingest::ingest))
             .configure(client_assets::routes)
             .configure(|cfg| {
@@ -162,11 +163,16 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     let admin_server = match &settings.admin_bind {
         Some(bind) => {
             let admin_state = state.clone();
-            let server = HttpServer::new(move || App::new().app_data(admin_state.clone()).configure(health::routes))
-                .workers(1)
-                .disable_signals()
-                .shutdown_timeout(IDLE_CONNECTIONS_SECS)
-                .bind(bind)?;
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(admin_state.clone())
+                    .wrap(from_fn(transport::close_on_unfinished_body))
+                    .configure(health::routes)
+            })
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(IDLE_CONNECTIONS_SECS)
+            .bind(bind)?;
             Some(server)
         }
         None => None,
