@@ -6,7 +6,7 @@
 use std::{hint::black_box, time::Instant};
 
 use client_telemetry::{
-    ingest::event::{Event, parse_event},
+    event::{Event, parse_event},
     scrub::Scrubber,
     settings::Settings,
 };

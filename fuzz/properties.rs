@@ -26,16 +26,16 @@ fn setup() -> &'static (Settings, Scrubber) {
 /// panics, and what it accepts respects the limits.
 pub fn ingest_body(data: &[u8]) {
     let (settings, scrubber) = setup();
-    let limits = &settings.limits;
+    let (limits, body_limits) = (&settings.limits, &settings.body);
     let body = if data.starts_with(&[0x1f, 0x8b]) {
-        match gunzip(data, limits) {
+        match gunzip(data, body_limits) {
             Ok(inflated) => Cow::Owned(inflated),
             Err(_) => return,
         }
     } else {
         Cow::Borrowed(data)
     };
-    assert!(body.len() <= limits.max_body_bytes.max(data.len()));
+    assert!(body.len() <= body_limits.max_body_bytes.max(data.len()));
     let Ok(mut batch) = decode_body(&body, limits) else { return };
     assert!(!batch.events.is_empty());
     assert!(batch.events.len() + batch.rejected.len() <= limits.max_events_per_request);

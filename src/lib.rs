@@ -2,12 +2,13 @@
 //!
 //! The request path is `ingest::handler`; each concern it uses lives in its own module.
 
-pub mod access;
 pub mod client_assets;
 pub mod client_ip;
+pub mod event;
 pub mod forward;
 pub mod health;
 pub mod ingest;
+pub mod lifecycle;
 pub mod observability;
 pub mod ratelimit;
 pub mod scrub;

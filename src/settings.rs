@@ -10,7 +10,11 @@ use config::{Config, ConfigError, Environment, File};
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
+pub use crate::event::Limits;
 use crate::forward::{ForwardSettings, RawForward};
+pub use crate::ingest::AccessSettings;
+pub use crate::ingest::BodyLimits;
+pub use crate::lifecycle::ShutdownSettings;
 pub use crate::scrub::ScrubSettings;
 use crate::scrub::{self, Kind};
 
@@ -33,6 +37,7 @@ pub struct Settings {
     pub trusted_proxies: Vec<IpNet>,
     pub cors_allowed_origins: Vec<String>,
     pub limits: Limits,
+    pub body: BodyLimits,
     pub shutdown: ShutdownSettings,
     pub scrub: ScrubSettings,
     pub access: AccessSettings,
@@ -88,36 +93,6 @@ pub struct RedisSettings {
     pub failure: RedisFailure,
 }
 
-/// Bounds on what one request may carry.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub max_body_bytes: usize,
-    pub max_events_per_request: usize,
-    pub max_message_bytes: usize,
-    pub max_scope_bytes: usize,
-    /// For `sessionId` and `requestId`.
-    pub max_id_bytes: usize,
-    pub max_context_bytes: usize,
-    /// Keys counted over every nested object of one event's context.
-    pub max_context_keys: usize,
-    pub max_context_depth: usize,
-    /// Accept `Content-Encoding: gzip`; `max_body_bytes` then bounds the decompressed body.
-    pub accept_gzip: bool,
-    /// Decompressed bytes per compressed byte beyond which a body is refused as a bomb.
-    pub max_gzip_ratio: usize,
-    /// Time from the end of the headers to the end of the body (cuts off trickling clients).
-    pub body_read_timeout: Duration,
-}
-
-/// Who may send: optional API keys and an optional `Origin` allow-list.
-#[derive(Debug, Clone, Default)]
-pub struct AccessSettings {
-    /// SHA-256 of each accepted key (several, for rotation); the keys themselves are not kept.
-    pub api_key_digests: Vec<[u8; 32]>,
-    /// When not empty, a request with an `Origin` header must carry one of these.
-    pub allowed_origins: Vec<String>,
-}
-
 /// Connection-level limits of the ingest listener.
 #[derive(Debug, Clone)]
 pub struct TransportSettings {
@@ -127,15 +102,6 @@ pub struct TransportSettings {
     pub max_connections_per_worker: usize,
     /// Connections older than this (minus up to 10 % jitter) are closed after their next answer.
     pub max_connection_age: Option<Duration>,
-}
-
-#[derive(Debug, Clone)]
-pub struct ShutdownSettings {
-    /// Time between the signal (readiness already 503) and closing the listeners,
-    /// for load balancers that only notice readiness.
-    pub delay: Duration,
-    /// Time in-flight requests get to finish once the listeners are closed.
-    pub grace: Duration,
 }
 
 /// One invalid setting: which, what it was, and why it is refused.
@@ -348,8 +314,13 @@ impl Raw {
                 },
             },
         };
-        let limits = Limits {
+        let body = BodyLimits {
             max_body_bytes: at_least("max_body_bytes", self.max_body_bytes, 64)?,
+            accept_gzip: self.accept_gzip,
+            max_gzip_ratio: at_least("max_gzip_ratio", self.max_gzip_ratio, 2)?,
+            body_read_timeout: Duration::from_millis(at_least("body_read_timeout_ms", self.body_read_timeout_ms, 1)?),
+        };
+        let limits = Limits {
             max_events_per_request: at_least("max_events_per_request", self.max_events_per_request, 1)?,
             max_message_bytes: at_least("max_message_bytes", self.max_message_bytes, 1)?,
             max_scope_bytes: at_least("max_scope_bytes", self.max_scope_bytes, 1)?,
@@ -357,9 +328,6 @@ impl Raw {
             max_context_bytes: at_least("max_context_bytes", self.max_context_bytes, 2)?,
             max_context_keys: at_least("max_context_keys", self.max_context_keys, 1)?,
             max_context_depth: at_least("max_context_depth", self.max_context_depth, 1)?,
-            accept_gzip: self.accept_gzip,
-            max_gzip_ratio: at_least("max_gzip_ratio", self.max_gzip_ratio, 2)?,
-            body_read_timeout: Duration::from_millis(at_least("body_read_timeout_ms", self.body_read_timeout_ms, 1)?),
         };
         let scrub = ScrubSettings {
             enabled: self.scrub_enabled,
@@ -384,7 +352,7 @@ impl Raw {
                 .api_keys
                 .iter()
                 .map(|key| match key.len() {
-                    16.. => Ok(crate::access::digest(key)),
+                    16.. => Ok(crate::ingest::api_key_digest(key)),
                     _ => Err(invalid_key("api_keys", "(hidden)", "each key must be at least 16 characters")),
                 })
                 .collect::<Result<_, _>>()?,
@@ -416,6 +384,7 @@ impl Raw {
             trusted_proxies: each("trusted_proxies", &self.trusted_proxies, cidr)?,
             cors_allowed_origins: each("cors_allowed_origins", &self.cors_allowed_origins, origin)?,
             limits,
+            body,
             shutdown: ShutdownSettings {
                 delay: Duration::from_millis(self.shutdown_delay_ms),
                 grace: Duration::from_millis(self.shutdown_grace_ms),
@@ -589,7 +558,7 @@ mod tests {
         assert_eq!(s.rate_limit.window, Duration::from_secs(60));
         assert_eq!(s.rate_limit.max_requests, 100);
         assert_eq!(s.rate_limit.backend, Backend::Memory);
-        assert_eq!(s.limits.max_body_bytes, 262_144);
+        assert_eq!(s.body.max_body_bytes, 262_144);
         assert!(s.trusted_proxies.is_empty());
         assert!(s.cors_allowed_origins.is_empty());
         assert!(s.admin_bind.is_none());
@@ -712,10 +681,10 @@ mod tests {
     #[test]
     fn hardening_settings_have_safe_defaults_and_named_errors() {
         let s = load(&[]).unwrap();
-        assert!(s.scrub.enabled && s.limits.accept_gzip);
+        assert!(s.scrub.enabled && s.body.accept_gzip);
         assert!(s.access.api_key_digests.is_empty() && s.access.allowed_origins.is_empty());
         assert_eq!(s.transport.header_read_timeout, Duration::from_secs(5));
-        assert_eq!(s.limits.body_read_timeout, Duration::from_secs(10));
+        assert_eq!(s.body.body_read_timeout, Duration::from_secs(10));
         assert_eq!(s.transport.max_connection_age, Some(Duration::from_secs(600)));
 
         let s = load(&[

@@ -37,7 +37,7 @@ pub use settings::{ForwardSettings, Protocol, RawForward};
 use slog::{Logger, info, warn};
 use tokio::{sync::Notify, task::JoinHandle};
 
-use crate::{ingest::event::Event, observability::Metrics};
+use crate::{event::Event, observability::Metrics};
 
 /// One log line at most per this period for each kind of forwarding trouble.
 const LOG_PERIOD: Duration = Duration::from_secs(10);

@@ -22,7 +22,7 @@ use serde::{
 };
 
 use super::settings::Protocol;
-use crate::ingest::event::{Event, Level};
+use crate::event::{Event, Level};
 
 /// One accepted event, already in the export's encoding: encoded on the request's worker, so the
 /// exporter only frames records into a body, and nothing borrowed from the request outlives it.

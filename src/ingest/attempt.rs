@@ -8,7 +8,10 @@ use actix_web::{HttpRequest, web};
 use serde::Deserialize;
 
 use super::response::IngestError;
-use crate::{ratelimit::Attempt, server::AppState};
+use crate::{
+    client_ip::ClientIdentity,
+    ratelimit::{Attempt, Limiter},
+};
 
 pub const SESSION_HEADER: &str = "x-session-id";
 pub const BATCH_HEADER: &str = "x-batch-id";
@@ -19,9 +22,14 @@ struct IdParams {
     batch: Option<String>,
 }
 
-pub fn attempt(request: &HttpRequest, state: &AppState) -> Result<Attempt, IngestError> {
-    let client = state.identity.client_ip(request).unwrap_or(Ipv4Addr::UNSPECIFIED.into());
-    let (sessions, dedup) = (state.limiter.limits_sessions(), state.limiter.deduplicates());
+pub fn attempt(
+    request: &HttpRequest,
+    identity: &ClientIdentity,
+    limiter: &Limiter,
+    max_id_bytes: usize,
+) -> Result<Attempt, IngestError> {
+    let client = identity.client_ip(request).unwrap_or(Ipv4Addr::UNSPECIFIED.into());
+    let (sessions, dedup) = (limiter.limits_sessions(), limiter.deduplicates());
     if !sessions && !dedup {
         return Ok(Attempt { client, session: None, batch: None });
     }
@@ -34,7 +42,7 @@ pub fn attempt(request: &HttpRequest, state: &AppState) -> Result<Attempt, Inges
         let value = request.headers().get(header).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         value.or(param)
     };
-    let max = state.limits.max_id_bytes;
+    let max = max_id_bytes;
     let session = match sessions {
         true => named(SESSION_HEADER, query.session).map(|id| valid_id("session", id, max)).transpose()?,
         false => None,

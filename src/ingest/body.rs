@@ -10,7 +10,18 @@ use flate2::read::MultiGzDecoder;
 use futures_util::StreamExt;
 
 use super::response::IngestError;
-use crate::settings::Limits;
+
+/// Bounds on the request body.
+#[derive(Debug, Clone)]
+pub struct BodyLimits {
+    pub max_body_bytes: usize,
+    /// Accept `Content-Encoding: gzip`; `max_body_bytes` then bounds the decompressed body.
+    pub accept_gzip: bool,
+    /// Decompressed bytes per compressed byte beyond which a body is refused as a bomb.
+    pub max_gzip_ratio: usize,
+    /// Time from the end of the headers to the end of the body (cuts off trickling clients).
+    pub body_read_timeout: std::time::Duration,
+}
 
 /// `application/json`, `text/plain` (what `sendBeacon` sends for a string, any charset) or none.
 pub fn check_content_type(request: &HttpRequest) -> Result<(), IngestError> {
@@ -31,7 +42,7 @@ pub enum Encoding {
 }
 
 /// None or `identity`, and `gzip` when accepted; anything else is refused before the body is read.
-pub fn content_encoding(request: &HttpRequest, limits: &Limits) -> Result<Encoding, IngestError> {
+pub fn content_encoding(request: &HttpRequest, limits: &BodyLimits) -> Result<Encoding, IngestError> {
     let Some(value) = request.headers().get(header::CONTENT_ENCODING) else {
         return Ok(Encoding::Identity);
     };
@@ -48,7 +59,7 @@ pub fn content_encoding(request: &HttpRequest, limits: &Limits) -> Result<Encodi
 pub async fn read_limited(
     request: &HttpRequest,
     mut payload: web::Payload,
-    limits: &Limits,
+    limits: &BodyLimits,
 ) -> Result<BytesMut, IngestError> {
     let limit = limits.max_body_bytes;
     let announced = request
@@ -76,7 +87,7 @@ pub async fn read_limited(
 
 /// Decompresses a gzip body, reading no more than the size limit or `max_gzip_ratio` times the
 /// compressed size, whichever is smaller, so a bomb costs at most that much memory.
-pub fn gunzip(compressed: &[u8], limits: &Limits) -> Result<Vec<u8>, IngestError> {
+pub fn gunzip(compressed: &[u8], limits: &BodyLimits) -> Result<Vec<u8>, IngestError> {
     let by_ratio = compressed.len().saturating_mul(limits.max_gzip_ratio);
     let cap = limits.max_body_bytes.min(by_ratio);
     let mut out = Vec::with_capacity(cap.min(compressed.len().saturating_mul(8)));
@@ -105,9 +116,9 @@ mod tests {
         encoder.finish().unwrap()
     }
 
-    fn limits(max_body_bytes: usize, max_gzip_ratio: usize) -> Limits {
-        let defaults = crate::settings::Settings::from_vars(Vec::new()).unwrap().limits;
-        Limits { max_body_bytes, max_gzip_ratio, ..defaults }
+    fn limits(max_body_bytes: usize, max_gzip_ratio: usize) -> BodyLimits {
+        let defaults = crate::settings::Settings::from_vars(Vec::new()).unwrap().body;
+        BodyLimits { max_body_bytes, max_gzip_ratio, ..defaults }
     }
 
     #[test]

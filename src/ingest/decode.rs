@@ -6,11 +6,8 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{
-    event::{Event, Invalid, WireEvent, parse_event, validate},
-    response::IngestError,
-};
-use crate::settings::Limits;
+use super::response::IngestError;
+use crate::event::{Event, Invalid, Limits, WireEvent, parse_event, validate};
 
 pub struct Batch<'a> {
     pub events: Vec<Event<'a>>,

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use slog::{Logger, Record};
 
-use super::event::{Event, Level};
+use crate::event::{Event, Level};
 
 pub fn write(log: &Logger, event: &Event<'_>, received_at: &str) {
     // slog levels are compile-time constants, hence one arm per level.

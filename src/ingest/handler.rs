@@ -9,10 +9,10 @@ use std::{borrow::Cow, time::Instant};
 
 use actix_web::{HttpRequest, HttpResponse, ResponseError, http::ConnectionType, web};
 
+use super::IngestState;
 use super::{attempt, body, decode, event_log, response, response::IngestError};
-use crate::server::AppState;
 
-pub async fn ingest(request: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+pub async fn ingest(request: HttpRequest, payload: web::Payload, state: web::Data<IngestState>) -> HttpResponse {
     let started = Instant::now();
     let _in_flight = state.lifecycle.enter();
     let mut response = limit_then_accept(&request, payload, &state).await;
@@ -25,11 +25,11 @@ pub async fn ingest(request: HttpRequest, payload: web::Payload, state: web::Dat
     response
 }
 
-async fn limit_then_accept(request: &HttpRequest, payload: web::Payload, state: &AppState) -> HttpResponse {
+async fn limit_then_accept(request: &HttpRequest, payload: web::Payload, state: &IngestState) -> HttpResponse {
     if let Err(error) = state.access.check(request) {
         return error_response(state, error);
     }
-    let attempt = match attempt::attempt(request, state) {
+    let attempt = match attempt::attempt(request, &state.identity, &state.limiter, state.limits.max_id_bytes) {
         Ok(attempt) => attempt,
         Err(error) => return error_response(state, error),
     };
@@ -51,25 +51,29 @@ async fn limit_then_accept(request: &HttpRequest, payload: web::Payload, state: 
     response
 }
 
-async fn accept(request: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<HttpResponse, IngestError> {
+async fn accept(
+    request: &HttpRequest,
+    payload: web::Payload,
+    state: &IngestState,
+) -> Result<HttpResponse, IngestError> {
     body::check_content_type(request)?;
-    let encoding = body::content_encoding(request, &state.limits)?;
-    let raw = body::read_limited(request, payload, &state.limits).await?;
+    let encoding = body::content_encoding(request, &state.body_limits)?;
+    let raw = body::read_limited(request, payload, &state.body_limits).await?;
     let body = match encoding {
         body::Encoding::Identity => Cow::Borrowed(&raw[..]),
-        body::Encoding::Gzip => Cow::Owned(body::gunzip(&raw, &state.limits)?),
+        body::Encoding::Gzip => Cow::Owned(body::gunzip(&raw, &state.body_limits)?),
     };
     let batch = decode::decode_body(&body, &state.limits);
     let mut batch = batch.inspect_err(|e| {
         if let IngestError::NoValidEvents(rejected) = e {
-            state.count_rejections(rejected);
+            state.metrics.count_rejections(rejected.iter().map(|r| r.invalid.reason));
         }
     })?;
 
     let received_at = super::rfc3339_now();
     if let Some(scrubber) = &state.scrubber {
         for event in &mut batch.events {
-            state.count_redactions(scrubber.scrub_event(event));
+            state.metrics.count_redactions_of(scrubber.scrub_event(event));
         }
     }
     let lines = state.logs.batch();
@@ -87,17 +91,17 @@ async fn accept(request: &HttpRequest, payload: web::Payload, state: &AppState) 
     if !written {
         return Err(IngestError::LogUnavailable);
     }
-    state.count_levels(&batch.events);
+    state.metrics.count_levels(&batch.events);
     // The local copy is written; forwarding only queues, it never waits on the collector.
     if let Some(forwarder) = &state.forwarder {
         forwarder.enqueue(&batch.events);
     }
     state.metrics.batch_size.observe(batch.events.len() as f64);
-    state.count_rejections(&batch.rejected);
+    state.metrics.count_rejections(batch.rejected.iter().map(|r| r.invalid.reason));
     Ok(response::accepted(batch.events.len(), &batch.rejected))
 }
 
-fn error_response(state: &AppState, error: IngestError) -> HttpResponse {
+fn error_response(state: &IngestState, error: IngestError) -> HttpResponse {
     error.log(&state.logs.service);
     error.error_response()
 }

@@ -1,17 +1,20 @@
 //! `POST /api/client-telemetry`: the ingest route.
 
+mod access;
 mod attempt;
 mod body;
 mod decode;
-pub mod event;
 mod event_log;
 mod handler;
 pub mod response;
+mod state;
 
+pub use access::{API_KEY_HEADER, Access, AccessSettings, digest as api_key_digest};
 pub use attempt::{BATCH_HEADER, SESSION_HEADER};
-pub use body::gunzip;
+pub use body::{BodyLimits, gunzip};
 pub use decode::{Batch, Rejection, decode_body};
 pub use handler::ingest;
+pub use state::IngestState;
 
 use time::{OffsetDateTime, format_description::FormatItem, macros::format_description};
 

@@ -9,8 +9,8 @@ use prometheus::{
 };
 
 use crate::{
-    ingest::event::{Level, Reason},
-    scrub::Kind,
+    event::{Event, Level, Reason},
+    scrub::{Kind, Redactions},
 };
 
 #[derive(Clone)]
@@ -162,6 +162,34 @@ impl Metrics {
     /// `n` redactions of `kind`.
     pub fn count_redactions(&self, kind: Kind, n: u64) {
         self.redactions_by_kind[kind as usize].inc_by(n);
+    }
+
+    /// The scrubber's redactions of one event, by kind.
+    pub fn count_redactions_of(&self, redactions: Redactions) {
+        if redactions.total() == 0 {
+            return;
+        }
+        for (kind, n) in redactions.iter() {
+            self.count_redactions(kind, u64::from(n));
+        }
+    }
+
+    /// Accepted events, by level.
+    pub fn count_levels(&self, events: &[Event<'_>]) {
+        let mut counts = [0u64; Level::ALL.len()];
+        for event in events {
+            counts[event.level as usize] += 1;
+        }
+        for (level, count) in Level::ALL.into_iter().zip(counts) {
+            if count > 0 {
+                self.count_events(level, count);
+            }
+        }
+    }
+
+    /// Refused events, by reason.
+    pub fn count_rejections(&self, reasons: impl Iterator<Item = Reason>) {
+        reasons.for_each(|reason| self.count_rejection(reason));
     }
 
     /// One event refused for `reason`.

@@ -13,7 +13,7 @@ pub use patterns::Kind;
 use regex_automata::{Anchored, Input, PatternID, meta::Regex, util::syntax};
 use serde_json::{Map, Value};
 
-use crate::ingest::event::Event;
+use crate::event::Event;
 
 #[derive(Debug, Clone)]
 pub struct ScrubSettings {

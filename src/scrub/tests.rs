@@ -172,7 +172,7 @@ fn ordinary_colons_take_the_clean_path() {
             "timestamp": "2025-01-15T10:30:45.123Z", "context": { "at": "10:30:45", "step": 3 },
         })
         .to_string();
-        let event = crate::ingest::event::parse_event(&json, &limits).unwrap();
+        let event = crate::event::parse_event(&json, &limits).unwrap();
         assert!(!scrubber().may_need_scrubbing(&event), "{message:?}");
     }
     for message in ["from 2001:db8::1", "from ::1", "from fe80::1%eth0"] {
@@ -181,7 +181,7 @@ fn ordinary_colons_take_the_clean_path() {
             "timestamp": "2025-01-15T10:30:45.123Z",
         })
         .to_string();
-        let event = crate::ingest::event::parse_event(&json, &limits).unwrap();
+        let event = crate::event::parse_event(&json, &limits).unwrap();
         assert!(scrubber().may_need_scrubbing(&event), "{message:?}");
     }
 }
@@ -226,7 +226,7 @@ fn event_with(context: Value) -> Event<'static> {
         "context": context,
     })
     .to_string();
-    crate::ingest::event::parse_event(Box::leak(json.into_boxed_str()), &limits).unwrap()
+    crate::event::parse_event(Box::leak(json.into_boxed_str()), &limits).unwrap()
 }
 
 #[test]
@@ -297,7 +297,7 @@ fn kinds_can_be_disabled_keys_allowed_and_patterns_added() {
 fn a_clean_event_is_not_copied() {
     let limits = crate::settings::Settings::from_vars(Vec::new()).unwrap().limits;
     let json = r#"{"level":"info","scope":"nav","sessionId":"s-1","message":"route changed to /orders","timestamp":"2025-01-15T10:30:45.123Z","context":{"route":"/orders","ms":12}}"#;
-    let mut event = crate::ingest::event::parse_event(json, &limits).unwrap();
+    let mut event = crate::event::parse_event(json, &limits).unwrap();
     assert_eq!(scrubber().scrub_event(&mut event).total(), 0);
     assert!(matches!(event.message, Cow::Borrowed(_)));
     assert!(matches!(event.scope, Cow::Borrowed(_)));

@@ -17,7 +17,9 @@ use serde::{
 use serde_json::value::RawValue;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use crate::settings::Limits;
+mod limits;
+
+pub use limits::Limits;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -8,7 +8,16 @@ use ring::digest::{SHA256, digest as sha256};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use crate::{ingest::response::IngestError, settings::AccessSettings};
+use super::response::IngestError;
+
+/// Who may send: optional API keys and an optional `Origin` allow-list.
+#[derive(Debug, Clone, Default)]
+pub struct AccessSettings {
+    /// SHA-256 of each accepted key (several, for rotation); the keys themselves are not kept.
+    pub api_key_digests: Vec<[u8; 32]>,
+    /// When not empty, a request with an `Origin` header must carry one of these.
+    pub allowed_origins: Vec<String>,
+}
 
 pub const API_KEY_HEADER: &str = "x-api-key";
 

@@ -1,0 +1,32 @@
+//! What the ingest route reads: assembled once by the server, shared by every worker.
+
+use std::{sync::Arc, time::Duration};
+
+use super::{Access, BodyLimits, response::RateLimitHeaders};
+use crate::{
+    client_ip::ClientIdentity,
+    event::Limits,
+    forward::Forwarder,
+    lifecycle::Lifecycle,
+    observability::{Logs, Metrics},
+    ratelimit::Limiter,
+    scrub::Scrubber,
+};
+
+pub struct IngestState {
+    pub access: Access,
+    pub identity: ClientIdentity,
+    pub limiter: Arc<Limiter>,
+    pub rate_limit_headers: RateLimitHeaders,
+    pub body_limits: BodyLimits,
+    pub limits: Limits,
+    /// None when scrubbing is turned off.
+    pub scrubber: Option<Scrubber>,
+    pub logs: Logs,
+    /// How long a request waits for its log lines to be written before answering 503.
+    pub log_write_timeout: Duration,
+    /// OTLP forwarding; `None` when off.
+    pub forwarder: Option<Forwarder>,
+    pub metrics: Metrics,
+    pub lifecycle: Lifecycle,
+}
