@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         }
     };
     let metrics = Metrics::new();
-    let (logs, log_writer) = init_logs(settings.log_level, settings.log_queue_bytes, metrics.log_lines_dropped.clone());
+    let (logs, log_writer) = init_logs(settings.log_level, settings.log_queue_bytes, &metrics);
     let result = actix_web::rt::System::new().block_on(server::run(settings, metrics, logs.clone()));
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,7 +17,7 @@ use crate::{
     client_ip::ClientIdentity,
     forward,
     health::{self, HealthState},
-    ingest::{self, API_KEY_HEADER, Access, IngestState, response::RateLimitHeaders},
+    ingest::{self, API_KEY_HEADER, Access, IngestMetrics, IngestState, response::RateLimitHeaders},
     lifecycle::{self, Lifecycle},
     observability::{Logs, Metrics},
     ratelimit::Limiter,
@@ -50,7 +50,7 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
         logs: logs.clone(),
         log_write_timeout: settings.log_write_timeout,
         forwarder,
-        metrics: metrics.clone(),
+        metrics: IngestMetrics::new(&metrics),
         lifecycle: lifecycle.clone(),
     });
     let health_state = Data::new(HealthState { limiter: limiter.clone(), metrics, lifecycle: lifecycle.clone() });

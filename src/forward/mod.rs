@@ -32,7 +32,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
+use prometheus::{Histogram, IntCounter, IntGauge};
 pub use settings::{ForwardSettings, Protocol, RawForward};
 use slog::{Logger, info, warn};
 use tokio::{sync::Notify, task::JoinHandle};
@@ -142,31 +142,22 @@ struct ForwardMetrics {
 
 impl ForwardMetrics {
     fn new(metrics: &Metrics) -> Self {
-        let exports = IntCounterVec::new(
-            Opts::new("client_telemetry_otlp_exports_total", "OTLP exports (batches) by final outcome."),
+        let exports = metrics.counter_vec(
+            "client_telemetry_otlp_exports_total",
+            "OTLP exports (batches) by final outcome.",
             &["result"],
-        )
-        .expect("valid metric");
-        let events = IntCounterVec::new(
-            Opts::new(
-                "client_telemetry_otlp_events_total",
-                "Events offered to the OTLP forwarder, by outcome: exported, failed (refused by the collector \
-                 or retries exhausted) or dropped (queue full, or unsent at the shutdown deadline).",
-            ),
+        );
+        let events = metrics.counter_vec(
+            "client_telemetry_otlp_events_total",
+            "Events offered to the OTLP forwarder, by outcome: exported, failed (refused by the collector \
+             or retries exhausted) or dropped (queue full, or unsent at the shutdown deadline).",
             &["result"],
-        )
-        .expect("valid metric");
-        let export_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "client_telemetry_otlp_export_duration_seconds",
-                "Time from an export's first attempt to its final outcome, retries included.",
-            )
-            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
-        )
-        .expect("valid metric");
-        metrics.register(Box::new(exports.clone()));
-        metrics.register(Box::new(events.clone()));
-        metrics.register(Box::new(export_duration.clone()));
+        );
+        let export_duration = metrics.histogram(
+            "client_telemetry_otlp_export_duration_seconds",
+            "Time from an export's first attempt to its final outcome, retries included.",
+            &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+        );
         let queue_depth = metrics.gauge(
             "client_telemetry_otlp_queue_depth",
             "Events waiting for an export: in the OTLP queue or in the batch being formed.",

@@ -6,6 +6,7 @@ mod body;
 mod decode;
 mod event_log;
 mod handler;
+mod metrics;
 pub mod response;
 mod state;
 
@@ -14,6 +15,7 @@ pub use attempt::{BATCH_HEADER, SESSION_HEADER};
 pub use body::{BodyLimits, gunzip};
 pub use decode::{Batch, Rejection, decode_body};
 pub use handler::ingest;
+pub use metrics::IngestMetrics;
 pub use state::IngestState;
 
 use time::{OffsetDateTime, format_description::FormatItem, macros::format_description};

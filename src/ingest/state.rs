@@ -2,15 +2,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::{Access, BodyLimits, response::RateLimitHeaders};
+use super::{Access, BodyLimits, IngestMetrics, response::RateLimitHeaders};
 use crate::{
-    client_ip::ClientIdentity,
-    event::Limits,
-    forward::Forwarder,
-    lifecycle::Lifecycle,
-    observability::{Logs, Metrics},
-    ratelimit::Limiter,
-    scrub::Scrubber,
+    client_ip::ClientIdentity, event::Limits, forward::Forwarder, lifecycle::Lifecycle, observability::Logs,
+    ratelimit::Limiter, scrub::Scrubber,
 };
 
 pub struct IngestState {
@@ -27,6 +22,6 @@ pub struct IngestState {
     pub log_write_timeout: Duration,
     /// OTLP forwarding; `None` when off.
     pub forwarder: Option<Forwarder>,
-    pub metrics: Metrics,
+    pub metrics: IngestMetrics,
     pub lifecycle: Lifecycle,
 }

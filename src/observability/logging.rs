@@ -136,7 +136,9 @@ const LINGER: Duration = Duration::from_micros(200);
 
 /// Builds the loggers on stdout. Keep the writer until exit: `LogWriter::finish` writes what is queued.
 /// `queue_bytes` bounds what may wait for the writer (memory, and how long a burst it absorbs).
-pub fn init_logs(level: Level, queue_bytes: usize, dropped: IntCounter) -> (Logs, LogWriter) {
+pub fn init_logs(level: Level, queue_bytes: usize, metrics: &super::Metrics) -> (Logs, LogWriter) {
+    let dropped = metrics
+        .counter("client_telemetry_log_lines_dropped_total", "Log lines dropped because the log writer fell behind.");
     init_logs_to(io::stdout(), level, queue_bytes, dropped)
 }
 

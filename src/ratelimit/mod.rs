@@ -181,10 +181,24 @@ impl Limiter {
         settings: &RateLimitSettings,
         metrics: &crate::observability::Metrics,
     ) -> Self {
+        let decisions = metrics.counter_vec(
+            "client_telemetry_rate_limit_decisions_total",
+            "Rate limit decisions by backend and outcome.",
+            &["backend", "decision"],
+        );
+        let duration = metrics.histogram_vec(
+            "client_telemetry_rate_limiter_duration_seconds",
+            "Time to reach a rate limit decision.",
+            &[0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+            &["backend"],
+        );
+        let duplicates = metrics.counter(
+            "client_telemetry_duplicate_batches_total",
+            "Batches answered as duplicates (their id was already accepted): not logged or forwarded again.",
+        );
         // Every series exists from the start at 0, so rate() sees the first burst whole.
-        let decisions =
-            DECISIONS.map(|decision| metrics.rate_limit_decisions.with_label_values(&[backend.backend(), decision]));
-        let duration = metrics.rate_limiter_duration.with_label_values(&[backend.backend()]);
+        let decisions = DECISIONS.map(|decision| decisions.with_label_values(&[backend.backend(), decision]));
+        let duration = duration.with_label_values(&[backend.backend()]);
         Self {
             backend,
             limit: settings.max_requests,
@@ -193,7 +207,7 @@ impl Limiter {
             dry_run: settings.dry_run,
             exempt: settings.exempt.clone(),
             decisions,
-            duplicates: metrics.duplicate_batches.clone(),
+            duplicates,
             duration,
         }
     }
@@ -290,7 +304,9 @@ mod tests {
     }
 
     fn decided(metrics: &Metrics, decision: &str) -> u64 {
-        metrics.rate_limit_decisions.with_label_values(&["memory", decision]).get()
+        metrics.sample(&format!(
+            r#"client_telemetry_rate_limit_decisions_total{{backend="memory",decision="{decision}"}}"#
+        )) as u64
     }
 
     fn from(ip: &str, session: Option<&str>, batch: Option<&str>) -> Attempt {
@@ -371,7 +387,7 @@ mod tests {
         let duplicate = limiter.check(&first).await;
         assert!(duplicate.duplicate && !duplicate.allowed);
         assert_eq!(duplicate.ip.remaining, 0, "the IP spent 2, the duplicate nothing");
-        assert_eq!(metrics.duplicate_batches.get(), 1);
+        assert_eq!(metrics.sample("client_telemetry_duplicate_batches_total"), 1.0);
         // the same id from another network is another batch
         assert!(!limiter.check(&from("203.0.113.4", None, Some("b-1"))).await.duplicate);
     }

@@ -12,7 +12,7 @@ use std::{
 };
 
 use moka::sync::Cache;
-use prometheus::{IntCounterVec, IntGauge, Opts};
+use prometheus::{IntCounterVec, IntGauge};
 use redis::{AsyncConnectionConfig, Client, RedisError, Script};
 use slog::{Logger, info, warn};
 
@@ -109,12 +109,11 @@ impl RedisLimiter {
             .set_response_timeout(Some(redis.timeout));
         let connections = Arc::new(Connections::new(client, config, redis.connections_per_worker));
         let params = WindowParams::new(settings.window, settings.max_requests);
-        let errors = IntCounterVec::new(
-            Opts::new("client_telemetry_rate_limiter_errors_total", "Rate limiter backend errors, by kind."),
+        let errors = metrics.counter_vec(
+            "client_telemetry_rate_limiter_errors_total",
+            "Rate limiter backend errors, by kind.",
             &["backend", "kind"],
-        )
-        .expect("valid metric");
-        metrics.register(Box::new(errors.clone()));
+        );
         // Every series exists from the start at 0, so rate() sees the first burst whole.
         for kind in ["timeout", "connection", "server", "reply", "circuit_open"] {
             errors.with_label_values(&[BACKEND, kind]);
