@@ -806,7 +806,8 @@ def _k8s_invariants():
 
 OVERLAY = DEPLOY / "k8s" / "overlays" / "example"
 SECRET_NAME = "client-telemetry-secrets"
-UNIQUE_IMAGE = re.compile(r"^[\w.\-/:]+/[\w.\-]+(?::\d+\.\d+\.\d+-[0-9a-f]{7,40}|@sha256:[0-9a-f]{64})$")
+# REGISTRY/NAME:<version>-<git sha>, @sha256:<digest>, or both.
+UNIQUE_IMAGE = re.compile(r"^[\w.\-/:]+/[\w.\-]+(?=[:@])(?::\d+\.\d+\.\d+-[0-9a-f]{7,40})?(?:@sha256:[0-9a-f]{64})?$")
 
 
 def env_file(path: Path) -> dict[str, str]:
@@ -923,6 +924,12 @@ def _k8s_site():
     gw = one(overlay, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     if not UNIQUE_IMAGE.match(gw["image"]):
         problems.append(f"overlays/example image {gw['image']!r} is neither REGISTRY/NAME:<version>-<git sha> nor @sha256:<digest>")
+    release = run(["bash", str(ROOT / "scripts" / "release-image.sh"), "registry.example.com/ct/client-telemetry"])
+    tagged = re.search(r"-t (\S+) ", release.stdout)
+    if release.returncode != 0 or not tagged or not UNIQUE_IMAGE.match(tagged.group(1)):
+        problems.append(f"scripts/release-image.sh does not print a unique tag: {release.stdout}{release.stderr}")
+    elif "kustomize edit set image client-telemetry=" + tagged.group(1) + "@" not in release.stdout:
+        problems.append("scripts/release-image.sh does not pin the overlay to the tag and its digest")
     if gw.get("imagePullPolicy") not in ("IfNotPresent", "Always"):
         problems.append(f"imagePullPolicy {gw.get('imagePullPolicy')!r}")
     # Bring your own Secret: the pods read the Secret literally named client-telemetry-secrets.
@@ -1047,9 +1054,42 @@ def _compose():
         if targets != {f"{g}:8081" for g in gateways}:
             problems.append(f"prometheus scrapes {sorted(targets)}, not every gateway's admin port")
     nginx_conf = (COMPOSE_DIR / "nginx.conf").read_text()
-    upstreams = set(re.findall(r"^\s*server\s+(\S+?):8080\b", nginx_conf, re.M))
-    if upstreams != set(gateways):
-        problems.append(f"nginx balances over {sorted(upstreams)}, not {gateways}")
+    # nginx re-resolves the gateways (a recreated container has a new address): Docker's DNS as
+    # resolver, and proxy_pass through a variable naming an alias every gateway, and only they, carry.
+    if not re.search(r"^\s*resolver\s+127\.0\.0\.11\b[^;]*valid=", nginx_conf, re.M):
+        problems.append("nginx has no resolver 127.0.0.11 with valid=: recreated gateways would not be found")
+    sets = dict(re.findall(r"^\s*set\s+\$(\w+)\s+(\S+?);", nginx_conf, re.M))
+    proxied = re.findall(r"^\s*proxy_pass\s+http://\$(\w+):8080;", nginx_conf, re.M)
+    aliases = {g: set((services[g].get("networks") or {}).get("backend", {}).get("aliases", [])) for g in gateways}
+    if len(proxied) != 1 or proxied[0] not in sets:
+        problems.append("nginx does not proxy_pass through a variable (resolved at run time)")
+    else:
+        alias = sets[proxied[0]]
+        others = [n for n, svc in services.items() if n not in gateways and isinstance(svc.get("networks"), dict)
+                  and alias in (svc["networks"].get("backend") or {}).get("aliases", [])]
+        if not all(alias in a for a in aliases.values()) or others:
+            problems.append(f"nginx proxies to {alias!r}, which is not an alias of exactly the gateways {gateways}")
+    # Idle upstream connections must close on nginx's side first (else a reused connection the
+    # gateway just closed becomes a 502 on a POST, which nginx does not retry).
+    keep_default = re.search(r'\("keep_alive_ms",\s*"(\d+)"\)', (ROOT / "src" / "settings.rs").read_text())
+    for g in gateways:
+        env = services[g].get("environment", {})
+        keep_ms = int(env.get("CLIENT_TELEMETRY_KEEP_ALIVE_MS") or (keep_default.group(1) if keep_default else 5000))
+        for block in re.findall(r"upstream\s+\w+\s*\{([^}]*)\}", nginx_conf):
+            if re.search(r"^\s*keepalive\s+\d+", block, re.M):
+                t = re.search(r"^\s*keepalive_timeout\s+(\d+)(ms|s)?;", block, re.M)
+                nginx_ms = int(t.group(1)) * (1 if t and t.group(2) == "ms" else 1000) if t else 60000
+                if nginx_ms >= keep_ms:
+                    problems.append(f"nginx keeps idle upstream connections {nginx_ms} ms, {g} closes them after {keep_ms} ms")
+    # The demo Redis has a password and does not evict silently; the gateways' URL carries it.
+    redis_cmd = services.get("redis", {}).get("command", [])
+    ropt = lambda name: redis_cmd[redis_cmd.index(name) + 1] if name in redis_cmd else None  # noqa: E731
+    if not ropt("--requirepass") or ropt("--protected-mode") != "yes" or ropt("--maxmemory-policy") != "noeviction":
+        problems.append("compose redis: no password, protected mode off, or an eviction policy that weakens the limit silently")
+    for g in gateways:
+        url = services[g].get("environment", {}).get("CLIENT_TELEMETRY_REDIS_URL", "")
+        if ropt("--requirepass") and f":{ropt('--requirepass')}@" not in url:
+            problems.append(f"{g}: CLIENT_TELEMETRY_REDIS_URL does not carry the redis password")
     if not re.search(r"proxy_set_header\s+X-Forwarded-For\s+\$remote_addr\s*;", nginx_conf):
         problems.append("nginx does not set X-Forwarded-For to the client address")
     # promtool on the real config, with the container paths pointed at the repo's files.
