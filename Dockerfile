@@ -1,11 +1,16 @@
 # syntax=docker/dockerfile:1
 # client-telemetry: release build in a full Rust image, run in distroless (no shell, no package
 # manager, non-root). Orchestrators probe /healthz and /readyz on the admin port, so no HEALTHCHECK.
-#   docker build -t client-telemetry:0.1.0 .
+# Release builds: scripts/release-image.sh (one tag per build: <version>-<git short sha>, with the
+# commit passed in, since .git is not in the build context). By hand:
+#   docker build --build-arg GIT_COMMIT=$(git rev-parse HEAD) -t client-telemetry:0.1.0-$(git rev-parse --short HEAD) .
 
 ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
+# The commit being built, for client_telemetry_build_info{commit} (the build reads GIT_COMMIT).
+ARG GIT_COMMIT=unknown
+ENV GIT_COMMIT=${GIT_COMMIT}
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 # Everything the binary is built from: the browser build and the demo page are embedded in it
@@ -22,6 +27,11 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 # glibc and libgcc from Debian 12, like the build stage; nothing else.
 FROM gcr.io/distroless/cc-debian12:nonroot
+ARG GIT_COMMIT=unknown
+ARG VERSION=unknown
+LABEL org.opencontainers.image.title="client-telemetry" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${GIT_COMMIT}"
 COPY --from=build /out/client-telemetry /usr/local/bin/client-telemetry
 # The deployment's defaults: ingest on 8080, admin (/healthz /readyz /metrics) on 8081.
 ENV CLIENT_TELEMETRY_BIND=0.0.0.0:8080 \

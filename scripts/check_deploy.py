@@ -24,6 +24,7 @@ What "all" checks, beyond the schema validators the shell script runs:
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import copy
 import fnmatch
 import json
@@ -130,11 +131,36 @@ SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)?\s*\{([^}]*)\}")
 MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
 
 
-def promql_problems(expr: str, contract: Contract, where: str) -> list[str]:
+# Labels Prometheus adds to every scraped series: job/instance, the Prometheus Operator's target
+# labels (namespace, pod, …), and `cluster` where several clusters share one Prometheus/Thanos.
+TARGET_LABELS = {"job", "instance", "namespace", "pod", "container", "service", "endpoint", "cluster"}
+
+# Metrics of other exporters some alert rules read, with the label each selector must pin
+# (instead of the gateway's job) and the labels it has. docs/operations.md names the dependency.
+EXTERNAL_METRICS = {
+    # redis_exporter, scraped as job="client-telemetry-redis".
+    "redis_evicted_keys_total": {"pin": ("job", "client-telemetry-redis"), "labels": TARGET_LABELS},
+    # ingress-nginx's controller; `namespace` is exported_namespace unless scraped with honorLabels.
+    "nginx_ingress_controller_requests": {
+        "pin": ("ingress", "client-telemetry"),
+        "labels": TARGET_LABELS | {"exported_namespace", "ingress", "status", "host", "path", "method",
+                                   "canary", "controller_class", "controller_namespace", "controller_pod"}},
+}
+
+
+def promql_problems(expr: str, contract: Contract, where: str, job_pin: tuple[str, str] | None = None,
+                    external: bool = False) -> list[str]:
+    """Problems of one query: names and labels outside the contract, a selector without the job
+    pin (`job="client-telemetry"` in rules; the dashboard's `job=~"$job"`)."""
     problems: list[str] = []
+    job_pin = job_pin or ("=", contract.job)
     names = contract.series_names()
-    common_labels = {"job", "instance"}
-    all_labels = set().union(*(i["labels"] for i in contract.metrics.values())) | common_labels | {"le"}
+    if external:
+        names.update({n: (n, {"type": "external", "labels": e["labels"], "values": {}, "pin": e["pin"]})
+                      for n, e in EXTERNAL_METRICS.items()})
+    common_labels = TARGET_LABELS
+    all_labels = (set().union(*(i["labels"] for i in contract.metrics.values())) | common_labels | {"le"}
+                  | (set().union(*(e["labels"] for e in EXTERNAL_METRICS.values())) if external else set()))
 
     # Selectors with their matchers (strings intact).
     for m in SELECTOR.finditer(expr):
@@ -162,8 +188,12 @@ def promql_problems(expr: str, contract: Contract, where: str) -> list[str]:
                 ok = enum.match(value) if isinstance(enum, re.Pattern) else value in enum
                 if not ok:
                     problems.append(f"{where}: {metric}{{{label}={value!r}}}: not a value the contract lists")
-        if labels.get("job") != ("=", contract.job):
-            problems.append(f'{where}: {metric} is not selected with job="{contract.job}"')
+        pin_label, pin_value = info.get("pin", ("job", None))
+        if pin_value is not None:
+            if labels.get(pin_label) != ("=", pin_value):
+                problems.append(f'{where}: {metric} is not selected with {pin_label}="{pin_value}"')
+        elif labels.get("job") != job_pin:
+            problems.append(f'{where}: {metric} is not selected with job{job_pin[0]}"{job_pin[1]}"')
 
     for kw, labels in GROUPING.findall(expr):
         for label in filter(None, (l.strip() for l in labels.split(","))):
@@ -301,7 +331,28 @@ def _alerts_use_contract():
     if not rules:
         problems.append("no alert rules")
     for r in rules:
-        problems += promql_problems(r["expr"], contract, f"alert {r['alert']}")
+        problems += promql_problems(r["expr"], contract, f"alert {r['alert']}", external=True)
+    require(problems)
+
+
+AGGREGATION = re.compile(r"\b(sum|min|max|avg|count|group|topk|bottomk|quantile|stddev|stdvar)\s*"
+                         r"(?:(by|without)\s*\(([^)]*)\)\s*)?\(")
+
+
+@check("alert rules: environments never mix (every aggregation and match by namespace)")
+def _alerts_by_namespace():
+    problems = []
+    for r in alert_rules(yaml.safe_load(ALERTS.read_text())):
+        expr = r["expr"]
+        for m in AGGREGATION.finditer(expr):
+            op, kw, labels = m.group(1), m.group(2), m.group(3) or ""
+            if kw != "by" or "namespace" not in {l.strip() for l in labels.split(",")}:
+                problems.append(f"{r['alert']}: {op}(…) is not `by (namespace, …)`: environments would mix")
+        for kw, labels in re.findall(r"\b(on|ignoring)\s*\(([^)]*)\)", expr):
+            if kw != "on" or "namespace" not in {l.strip() for l in labels.split(",")}:
+                problems.append(f"{r['alert']}: vector match {kw} ({labels}) does not match on namespace")
+        if not re.search(r"\b(sum|max|min|avg|count|group)\s+by\s*\(", expr) and "absent(" not in expr:
+            problems.append(f"{r['alert']}: aggregates nothing by namespace")
     require(problems)
 
 
@@ -331,7 +382,10 @@ def _alerts_annotated():
             problems.append(f"{name}: runbook anchor #{m.group(1)} is not the alert's own section")
     for seed in ("ClientTelemetryRateLimitViolations", "ClientTelemetryForwardingFailures", "ClientTelemetryHighLatency",
                  "ClientTelemetryNoReplicasUp", "ClientTelemetryRateLimiterDegraded",
-                 "ClientTelemetryOtlpEventsDropped", "ClientTelemetryLogLinesDropped"):
+                 "ClientTelemetryOtlpEventsDropped", "ClientTelemetryLogLinesDropped",
+                 # Operations round two: the edge, 5xx, Redis evictions.
+                 "ClientTelemetryNoTraffic", "ClientTelemetryServerErrors", "ClientTelemetryRedisEvictingKeys",
+                 "ClientTelemetryIngressErrors"):
         if seed not in names:
             problems.append(f"missing alert {seed}")
     require(problems)
@@ -345,23 +399,28 @@ def promtool_tests_pass(rules_text: str) -> tuple[bool, str]:
         return p.returncode == 0, p.stdout + p.stderr
 
 
-@check("alert unit tests can fail: each alert has a firing and a quiet case (mutation)")
+@check("alert unit tests can fail: each alert has a firing, a quiet and a per-namespace case (mutation)")
 def _alert_tests_bite():
     ok, out = promtool_tests_pass(ALERTS.read_text())
     if not ok:
         raise Failed(f"promtool test rules fails on the real rules:\n{out}")
     doc = yaml.safe_load(ALERTS.read_text())
-    problems = []
+    mutants = []
     for i, rule in enumerate(alert_rules(doc)):
         # Never fires: some test expected it to; always fires: some test expected silence.
+        # And one that mixes environments: the namespace dropped from every grouping and match.
+        mixed = re.sub(r"\bon \(namespace\)", "on ()", re.sub(r"\bby \(namespace(, )?", "by (", rule["expr"]))
         for mutant, meaning in (("vector(1) < 0", "an alert that never fires"),
-                                ('vector(1) > 0', "an alert that always fires")):
+                                ('vector(1) > 0', "an alert that always fires"),
+                                (mixed, "environments mixed (no by (namespace))")):
             mutated = copy.deepcopy(doc)
             alert_rules(mutated)[i]["expr"] = mutant
-            passed, _ = promtool_tests_pass(yaml.safe_dump(mutated, sort_keys=False))
-            if passed:
-                problems.append(f"{rule['alert']}: the unit tests still pass with {meaning}")
-    require(problems)
+            mutants.append((f"{rule['alert']}: the unit tests still pass with {meaning}",
+                            yaml.safe_dump(mutated, sort_keys=False)))
+    # One promtool per core: each run is independent.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        results = pool.map(lambda m: (m[0], promtool_tests_pass(m[1])[0]), mutants)
+        require([problem for problem, passed in results if passed])
 
 
 @check("dashboard: JSON, unique ids, every query on contract metrics with the contract job")
@@ -393,8 +452,46 @@ def _dashboard():
     queries = dashboard_queries(dash)
     if len(queries) < 10:
         problems.append(f"only {len(queries)} queries")
+    # Environments never mix: every selector is on the job, cluster and namespace variables.
+    variables = {v["name"]: v for v in dash.get("templating", {}).get("list", [])}
+    for name in ("job", "cluster", "namespace"):
+        if name not in variables:
+            problems.append(f"no ${name} variable")
+    job_var = variables.get("job", {})
+    if job_var.get("type") != "textbox" or job_var.get("query") != contract.job:
+        problems.append(f"$job is not a textbox defaulting to the contract's job {contract.job!r}")
+    if variables.get("namespace", {}).get("includeAll") or variables.get("namespace", {}).get("multi"):
+        problems.append("$namespace allows several environments at once: their series would add up")
     for where, expr in queries:
-        problems += promql_problems(expr, contract, where)
+        problems += promql_problems(expr, contract, where, job_pin=("=~", "$job"))
+        if where == "variable $job":
+            continue
+        for m in SELECTOR.finditer(expr):
+            labels = {label: (op, value) for label, op, value in MATCHER.findall(m.group(2))}
+            for label in ("cluster", "namespace"):
+                if where.startswith(f"variable ${label}") or (label == "namespace" and where == "variable $cluster"):
+                    continue
+                if labels.get(label) != ("=~", f"${label}"):
+                    problems.append(f'{where}: {m.group(1)} is not filtered by {label}=~"${label}"')
+    # The CPU panel compares with the request as the HPA does: a share of the request, the HPA's target marked.
+    cpu = next((p for p in dash["panels"] if "process_cpu_seconds_total" in json.dumps(p.get("targets", []))), None)
+    dep = one(kustomize(DEPLOY / "k8s" / "base"), "Deployment", "client-telemetry")
+    hpa = one(kustomize(DEPLOY / "k8s" / "base"), "HorizontalPodAutoscaler", "client-telemetry")
+    request = dep["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"]
+    request_cores = float(request[:-1]) / 1000 if request.endswith("m") else float(request)
+    target = next(m["resource"]["target"]["averageUtilization"] for m in hpa["spec"]["metrics"]
+                  if m.get("resource", {}).get("name") == "cpu")
+    if cpu is None:
+        problems.append("no CPU panel")
+    else:
+        expr = cpu["targets"][0]["expr"]
+        if not expr.rstrip().endswith("/ $cpu_request_cores") or cpu["fieldConfig"]["defaults"].get("unit") != "percentunit":
+            problems.append("CPU panel is not CPU / $cpu_request_cores in percent of the request")
+        steps = [s_["value"] for s_ in cpu["fieldConfig"]["defaults"].get("thresholds", {}).get("steps", [])]
+        if target / 100 not in steps:
+            problems.append(f"CPU panel does not mark the HPA target {target} % of the request")
+    if float(variables.get("cpu_request_cores", {}).get("query", "nan")) != request_cores:
+        problems.append(f"$cpu_request_cores is not the Deployment's CPU request ({request} = {request_cores})")
     # The issue's list of panels, by what they query.
     text = json.dumps(dash)
     for needle, what in [("client_telemetry_requests_total", "request rate"), ('status=\\"429\\"', "429 rate"),
@@ -403,7 +500,8 @@ def _dashboard():
                          ('result=\\"success\\"', "forwarding success ratio"),
                          ("client_telemetry_otlp_queue_depth", "OTLP queue depth"), ("client_telemetry_otlp_events_total", "OTLP drops"),
                          ("client_telemetry_rate_limiter_duration_seconds_bucket", "limiter latency"),
-                         ("client_telemetry_rate_limiter_degraded", "limiter degraded"), ("up{", "replicas")]:
+                         ("client_telemetry_rate_limiter_degraded", "limiter degraded"), ("up{", "replicas"),
+                         ("client_telemetry_build_info", "builds running")]:
         if needle not in text:
             problems.append(f"no panel for {what}")
     require(problems)
@@ -709,6 +807,195 @@ def _k8s_invariants():
     require(problems)
 
 
+OVERLAY = DEPLOY / "k8s" / "overlays" / "example"
+SECRET_NAME = "client-telemetry-secrets"
+# REGISTRY/NAME:<version>-<git sha>, @sha256:<digest>, or both.
+UNIQUE_IMAGE = re.compile(r"^[\w.\-/:]+/[\w.\-]+(?=[:@])(?::\d+\.\d+\.\d+-[0-9a-f]{7,40})?(?:@sha256:[0-9a-f]{64})?$")
+
+
+def env_file(path: Path) -> dict[str, str]:
+    return dict(l.split("=", 1) for l in path.read_text().splitlines() if l.strip() and not l.startswith("#"))
+
+
+def render_variant(files: dict[str, str]) -> list[dict]:
+    """Render kustomizations written next to the example overlay (so its relative paths hold):
+    files maps a path relative to a scratch directory to its text; the scratch root is rendered."""
+    tmp = Path(tempfile.mkdtemp(prefix=".check-", dir=OVERLAY.parent))
+    try:
+        for rel, text in files.items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_text(text)
+        return kustomize(tmp)
+    finally:
+        shutil.rmtree(tmp)
+
+
+def example_copy(site: dict[str, str]) -> dict[str, str]:
+    """The example overlay's files, site.env replaced by `site`."""
+    files = {f.name: f.read_text() for f in OVERLAY.iterdir() if f.is_file()}
+    files["site.env"] = "".join(f"{k}={v}\n" for k, v in site.items())
+    return files
+
+
+def site_problems(objects: list[dict], site: dict[str, str], what: str) -> list[str]:
+    """Each site.env value landed where it belongs in the rendered objects."""
+    problems = []
+    p = lambda msg: problems.append(f"{what}: {msg}")  # noqa: E731
+    npol = one(objects, "NetworkPolicy", "client-telemetry")
+    dep = one(objects, "Deployment", "client-telemetry")
+    ports = {cp["name"] for c in dep["spec"]["template"]["spec"]["containers"] for cp in c.get("ports", [])}
+
+    def admitted(port):
+        names = set()
+        for rule in npol["spec"]["ingress"]:
+            if port in {x.get("port") for x in rule.get("ports", [])}:
+                for peer in rule.get("from", [{}]):
+                    sel = peer.get("namespaceSelector")
+                    if sel is None:
+                        names.add("*")
+                        continue
+                    names |= {sel.get("matchLabels", {}).get("kubernetes.io/metadata.name")} - {None}
+                    for e in sel.get("matchExpressions", []):
+                        if e["key"] == "kubernetes.io/metadata.name" and e["operator"] == "In":
+                            names |= set(e["values"])
+        return names
+    assert {"http", "admin"} <= ports
+    if admitted("admin") != {site["PROMETHEUS_NAMESPACE"]}:
+        p(f"NetworkPolicy admits scrapes from {sorted(admitted('admin'))}, not the overlay's Prometheus namespace "
+          f"{site['PROMETHEUS_NAMESPACE']!r}")
+    if admitted("http") != {site["INGRESS_NAMESPACE"]}:
+        p(f"NetworkPolicy admits ingest from {sorted(admitted('http'))}, not the overlay's ingress namespace "
+          f"{site['INGRESS_NAMESPACE']!r}")
+    ing = one(objects, "Ingress", "client-telemetry")
+    if [r["host"] for r in ing["spec"]["rules"]] != [site["HOST"]] or \
+            [h for t in ing["spec"]["tls"] for h in t["hosts"]] != [site["HOST"]]:
+        p(f"Ingress hosts are not the overlay's HOST {site['HOST']!r}")
+    if [t["secretName"] for t in ing["spec"]["tls"]] != [site["TLS_SECRET"]]:
+        p("Ingress TLS Secret is not the overlay's TLS_SECRET")
+    if ing["metadata"].get("annotations", {}).get("cert-manager.io/cluster-issuer") != site["CLUSTER_ISSUER"]:
+        p("Ingress has no cert-manager issuer from the overlay: nothing would create its TLS Secret")
+    for obj in objects:
+        if obj["apiVersion"].startswith("monitoring.coreos.com/") and \
+                obj["metadata"].get("labels", {}).get("release") != site["PROMETHEUS_RELEASE"]:
+            p(f"{obj['kind']} lacks release={site['PROMETHEUS_RELEASE']}")
+    for r in alert_rules(one(objects, "PrometheusRule")["spec"]):
+        if not r["annotations"]["runbook_url"].startswith(site["RUNBOOK_BASE"] + "#"):
+            p(f"{r['alert']}: runbook_url {r['annotations']['runbook_url']!r} is not under RUNBOOK_BASE")
+    text = yaml.safe_dump_all(objects)
+    for leftover in ("SITE-SPECIFIC", "site-specific"):
+        if leftover in text:
+            p(f"a {leftover} placeholder survives in the rendered output")
+    if by_kind(objects, "ConfigMap", "site"):
+        p("the site ConfigMap would be applied (it is local-config)")
+    return problems
+
+
+def secret_used(objects: list[dict]) -> tuple[list[str], dict[str, str]]:
+    """The Secret names the gateway pods read, and the settings they get from them."""
+    gw = one(objects, "Deployment", "client-telemetry")["spec"]["template"]["spec"]["containers"][0]
+    names = [src["secretRef"]["name"] for src in gw.get("envFrom", []) if "secretRef" in src]
+    values = {}
+    for name in names:
+        for sec in by_kind(objects, "Secret", name):
+            values.update({k: base64.b64decode(v).decode() for k, v in sec.get("data", {}).items()})
+            values.update(sec.get("stringData", {}))
+    return names, values
+
+
+@check("kubernetes: bring-your-own Secret, site values set in the overlay only, unique image, demo Redis locked")
+def _k8s_site():
+    problems = []
+    overlay = rendered()["overlays/example"]
+    base = rendered()["base"]
+    site = env_file(OVERLAY / "site.env")
+    problems += site_problems(overlay, site, "overlays/example")
+    # Change every site value: each lands (one place, not a copy that happens to match the base).
+    probe = {k: ("obs-probe" if k.endswith("NAMESPACE") else "probe.example.net" if k == "HOST"
+                 else "https://runbooks.example.net/ct.md" if k == "RUNBOOK_BASE" else f"probe-{k.lower()}")
+             for k in site}
+    problems += site_problems(render_variant(example_copy(probe)), probe, "example overlay with every site.env value changed")
+    # The base marks what is site-specific and sets no site's values.
+    netpol_text = (DEPLOY / "k8s" / "base" / "networkpolicy.yaml").read_text()
+    if netpol_text.count("# SITE-SPECIFIC") < 3:
+        problems.append("base/networkpolicy.yaml does not mark both namespaces SITE-SPECIFIC")
+    base_image = one(base, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    if base_image != "client-telemetry":
+        problems.append(f"base sets the image {base_image!r}: registry and tag are the overlay's")
+    if by_kind(base, "Ingress"):
+        problems.append("base has an Ingress: hostnames and TLS are the overlay's")
+    # Build identity: one tag per build (or a digest), so a new build rolls the pods.
+    gw = one(overlay, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    if not UNIQUE_IMAGE.match(gw["image"]):
+        problems.append(f"overlays/example image {gw['image']!r} is neither REGISTRY/NAME:<version>-<git sha> nor @sha256:<digest>")
+    release = run(["bash", str(ROOT / "scripts" / "release-image.sh"), "registry.example.com/ct/client-telemetry"])
+    tagged = re.search(r"-t (\S+) ", release.stdout)
+    if release.returncode != 0 or not tagged or not UNIQUE_IMAGE.match(tagged.group(1)):
+        problems.append(f"scripts/release-image.sh does not print a unique tag: {release.stdout}{release.stderr}")
+    elif "kustomize edit set image client-telemetry=" + tagged.group(1) + "@" not in release.stdout:
+        problems.append("scripts/release-image.sh does not pin the overlay to the tag and its digest")
+    if gw.get("imagePullPolicy") not in ("IfNotPresent", "Always"):
+        problems.append(f"imagePullPolicy {gw.get('imagePullPolicy')!r}")
+    # Bring your own Secret: the pods read the Secret literally named client-telemetry-secrets.
+    names, _ = secret_used(overlay)
+    if names != [SECRET_NAME] or len(by_kind(overlay, "Secret", SECRET_NAME)) != 1:
+        problems.append(f"overlays/example: the pods read Secrets {names}, not {SECRET_NAME!r} (a generated hash "
+                        "suffix would make an overlay's own Secret of that name ignored)")
+    dep = one(overlay, "Deployment")
+    if dep["metadata"].get("annotations", {}).get("secret.reloader.stakater.com/reload") != SECRET_NAME:
+        problems.append("the Deployment has no Reloader annotation for its Secret: a Secret change would not roll the pods")
+    byo_url = "rediss://:byo-password@redis.example.internal:6380/0"
+    ex = os.path.relpath(OVERLAY, OVERLAY.parent / ".check-x")
+    byo_secret = yaml.safe_dump({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                                 "metadata": {"name": SECRET_NAME}, "stringData": {"CLIENT_TELEMETRY_REDIS_URL": byo_url}})
+    delete = ("$patch: delete\napiVersion: v1\nkind: Secret\nmetadata:\n  name: " + SECRET_NAME + "\n")
+    variants = {
+        "secretGenerator behavior: replace": {"kustomization.yaml": yaml.safe_dump({
+            "resources": [ex],
+            "secretGenerator": [{"name": SECRET_NAME, "behavior": "replace",
+                                 "literals": [f"CLIENT_TELEMETRY_REDIS_URL={byo_url}"]}]})},
+        "the generated Secret deleted, the overlay's own Secret resource (as an ExternalSecret would create it)": {
+            "without/kustomization.yaml": yaml.safe_dump({"resources": [os.path.join("..", ex)], "patches": [{"patch": delete}]}),
+            "secret.yaml": byo_secret,
+            "kustomization.yaml": yaml.safe_dump({"resources": ["without", "secret.yaml"]})},
+    }
+    for how, files in variants.items():
+        objects = render_variant(files)
+        names, values = secret_used(objects)
+        if names != [SECRET_NAME] or values.get("CLIENT_TELEMETRY_REDIS_URL") != byo_url:
+            problems.append(f"bring-your-own Secret ({how}): pods read {names} with "
+                            f"CLIENT_TELEMETRY_REDIS_URL={values.get('CLIENT_TELEMETRY_REDIS_URL')!r}, not the overlay's")
+    # Demo Redis: password (the gateway's URL carries the Redis's own), protected mode, no silent eviction.
+    _, values = secret_used(overlay)
+    sts = one(overlay, "StatefulSet", "client-telemetry-redis")
+    redis = sts["spec"]["template"]["spec"]["containers"][0]
+    args = redis.get("args", [])
+    opt = lambda name: args[args.index(name) + 1] if name in args else None  # noqa: E731
+    pw_ref = next((e["valueFrom"]["secretKeyRef"] for e in redis.get("env", []) if e["name"] == "REDIS_PASSWORD"), None)
+    if opt("--requirepass") != "$(REDIS_PASSWORD)" or not pw_ref:
+        problems.append("demo Redis has no password from a Secret")
+    else:
+        password = base64.b64decode(one(overlay, "Secret", pw_ref["name"])["data"][pw_ref["key"]]).decode()
+        m = re.match(r"rediss?://(?:[^:@/]*):([^@/]+)@", values.get("CLIENT_TELEMETRY_REDIS_URL", ""))
+        if not m or m.group(1) != password:
+            problems.append("the gateway's CLIENT_TELEMETRY_REDIS_URL does not carry the demo Redis's password")
+    if opt("--protected-mode") != "yes":
+        problems.append("demo Redis runs with protected mode off")
+    if opt("--maxmemory-policy") != "noeviction":
+        problems.append(f"demo Redis maxmemory-policy {opt('--maxmemory-policy')!r} evicts limiter counters silently")
+    # Optional request-rate HPA: accepted requests only, a target sized from measured capacity.
+    comp = rendered()["overlays/example + components/hpa-request-rate"]
+    pods = [m_["pods"] for m_ in one(comp, "HorizontalPodAutoscaler")["spec"]["metrics"] if m_["type"] == "Pods"]
+    readme = (DEPLOY / "k8s" / "components" / "hpa-request-rate" / "README.md").read_text()
+    for pm in pods:
+        name = pm["metric"]["name"]
+        if f'as: "{name}"' not in readme or 'status=~"2.."' not in readme:
+            problems.append(f"components/hpa-request-rate: {name} is not the README's adapter rule over 2xx answers only")
+        if not 1000 <= float(pm["target"]["averageValue"]) <= 8000:
+            problems.append(f"components/hpa-request-rate: target {pm['target']['averageValue']} req/s per pod is "
+                            "not sized from the measured capacity (docs/operations.md)")
+    require(problems)
+
+
 # --------------------------------------------------------------------------------------------
 # Compose.
 # --------------------------------------------------------------------------------------------
@@ -770,9 +1057,42 @@ def _compose():
         if targets != {f"{g}:8081" for g in gateways}:
             problems.append(f"prometheus scrapes {sorted(targets)}, not every gateway's admin port")
     nginx_conf = (COMPOSE_DIR / "nginx.conf").read_text()
-    upstreams = set(re.findall(r"^\s*server\s+(\S+?):8080\b", nginx_conf, re.M))
-    if upstreams != set(gateways):
-        problems.append(f"nginx balances over {sorted(upstreams)}, not {gateways}")
+    # nginx re-resolves the gateways (a recreated container has a new address): Docker's DNS as
+    # resolver, and proxy_pass through a variable naming an alias every gateway, and only they, carry.
+    if not re.search(r"^\s*resolver\s+127\.0\.0\.11\b[^;]*valid=", nginx_conf, re.M):
+        problems.append("nginx has no resolver 127.0.0.11 with valid=: recreated gateways would not be found")
+    sets = dict(re.findall(r"^\s*set\s+\$(\w+)\s+(\S+?);", nginx_conf, re.M))
+    proxied = re.findall(r"^\s*proxy_pass\s+http://\$(\w+):8080;", nginx_conf, re.M)
+    aliases = {g: set((services[g].get("networks") or {}).get("backend", {}).get("aliases", [])) for g in gateways}
+    if len(proxied) != 1 or proxied[0] not in sets:
+        problems.append("nginx does not proxy_pass through a variable (resolved at run time)")
+    else:
+        alias = sets[proxied[0]]
+        others = [n for n, svc in services.items() if n not in gateways and isinstance(svc.get("networks"), dict)
+                  and alias in (svc["networks"].get("backend") or {}).get("aliases", [])]
+        if not all(alias in a for a in aliases.values()) or others:
+            problems.append(f"nginx proxies to {alias!r}, which is not an alias of exactly the gateways {gateways}")
+    # Idle upstream connections must close on nginx's side first (else a reused connection the
+    # gateway just closed becomes a 502 on a POST, which nginx does not retry).
+    keep_default = re.search(r'\("keep_alive_ms",\s*"(\d+)"\)', (ROOT / "src" / "settings.rs").read_text())
+    for g in gateways:
+        env = services[g].get("environment", {})
+        keep_ms = int(env.get("CLIENT_TELEMETRY_KEEP_ALIVE_MS") or (keep_default.group(1) if keep_default else 5000))
+        for block in re.findall(r"upstream\s+\w+\s*\{([^}]*)\}", nginx_conf):
+            if re.search(r"^\s*keepalive\s+\d+", block, re.M):
+                t = re.search(r"^\s*keepalive_timeout\s+(\d+)(ms|s)?;", block, re.M)
+                nginx_ms = int(t.group(1)) * (1 if t and t.group(2) == "ms" else 1000) if t else 60000
+                if nginx_ms >= keep_ms:
+                    problems.append(f"nginx keeps idle upstream connections {nginx_ms} ms, {g} closes them after {keep_ms} ms")
+    # The demo Redis has a password and does not evict silently; the gateways' URL carries it.
+    redis_cmd = services.get("redis", {}).get("command", [])
+    ropt = lambda name: redis_cmd[redis_cmd.index(name) + 1] if name in redis_cmd else None  # noqa: E731
+    if not ropt("--requirepass") or ropt("--protected-mode") != "yes" or ropt("--maxmemory-policy") != "noeviction":
+        problems.append("compose redis: no password, protected mode off, or an eviction policy that weakens the limit silently")
+    for g in gateways:
+        url = services[g].get("environment", {}).get("CLIENT_TELEMETRY_REDIS_URL", "")
+        if ropt("--requirepass") and f":{ropt('--requirepass')}@" not in url:
+            problems.append(f"{g}: CLIENT_TELEMETRY_REDIS_URL does not carry the redis password")
     if not re.search(r"proxy_set_header\s+X-Forwarded-For\s+\$remote_addr\s*;", nginx_conf):
         problems.append("nginx does not set X-Forwarded-For to the client address")
     # promtool on the real config, with the container paths pointed at the repo's files.

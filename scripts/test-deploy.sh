@@ -82,7 +82,7 @@ step "grafana provisioning and otel-collector config parse as YAML" \
   "$PY" -c 'import sys, yaml; [yaml.safe_load(open(f)) for f in sys.argv[1:]]' \
   deploy/compose/otel-collector.yaml deploy/compose/grafana/provisioning/datasources/prometheus.yaml \
   deploy/compose/grafana/provisioning/dashboards/dashboards.yaml
-step "shell scripts parse (bash -n)" bash -n scripts/local-cluster.sh scripts/test-local-cluster.sh scripts/test-deploy.sh
+step "shell scripts parse (bash -n)" bash -n scripts/local-cluster.sh scripts/test-local-cluster.sh scripts/test-deploy.sh scripts/release-image.sh
 
 # The rest, one line per check, ending with "deploy: N passed, N failed".
 if ! "$PY" scripts/check_deploy.py all; then failed=$((failed + 1)); fi
