@@ -3,6 +3,7 @@
 
 pub mod collector;
 pub mod load;
+pub mod redis_topology;
 
 use std::{
     collections::HashMap,
