@@ -278,3 +278,59 @@ impl RedisSentinel {
         promoted.then(Instant::now)
     }
 }
+
+/// A redis-server that speaks only TLS, with the server certificate of `ca`; with `clients`, it
+/// requires a client certificate from that CA too.
+pub struct TlsRedis {
+    pub port: u16,
+    child: Child,
+    certificates: redis::TlsCertificates,
+}
+
+impl TlsRedis {
+    pub fn start(ca: &super::certs::TestCa, clients: bool) -> TlsRedis {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--tls-cert-file", &ca.path("server.crt"), "--tls-key-file", &ca.path("server.key")])
+            .args(["--tls-ca-cert-file", &ca.path("ca.crt")])
+            .args(["--tls-auth-clients", if clients { "yes" } else { "no" }])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        let read = |file: &str| std::fs::read(ca.path(file)).unwrap();
+        let certificates = redis::TlsCertificates {
+            client_tls: Some(redis::ClientTlsConfig {
+                client_cert: read("client.crt"),
+                client_key: read("client.key"),
+            }),
+            root_cert: Some(read("ca.crt")),
+        };
+        let server = TlsRedis { port, child, certificates };
+        assert!(wait_until(Duration::from_secs(10), || server.try_dbsize().is_ok()), "TLS redis on {port}");
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("rediss://127.0.0.1:{}", self.port)
+    }
+
+    fn try_dbsize(&self) -> redis::RedisResult<u64> {
+        let client = redis::Client::build_with_tls(self.url(), self.certificates.clone())?;
+        let mut connection = client.get_connection_with_timeout(Duration::from_secs(2))?;
+        redis::cmd("DBSIZE").query(&mut connection)
+    }
+
+    /// Keys stored, read over TLS with the test's own client certificate.
+    pub fn dbsize(&self) -> u64 {
+        self.try_dbsize().unwrap()
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
