@@ -677,6 +677,45 @@ mod tests {
     }
 
     #[test]
+    fn redis_modes_take_a_list_of_nodes_or_sentinels() {
+        let s = load(&[]).unwrap();
+        assert_eq!((&s.rate_limit.redis.mode, s.rate_limit.redis.nodes.len()), (&RedisMode::Standalone, 1));
+        let s = load(&[
+            ("CLIENT_TELEMETRY_REDIS_MODE", "cluster"),
+            ("CLIENT_TELEMETRY_REDIS_URL", "redis://a:7000, redis://b:7001,redis://c:7002"),
+        ])
+        .unwrap();
+        assert_eq!(s.rate_limit.redis.mode, RedisMode::Cluster);
+        assert_eq!(s.rate_limit.redis.nodes, ["redis://a:7000", "redis://b:7001", "redis://c:7002"]);
+        let s = load(&[
+            ("CLIENT_TELEMETRY_REDIS_MODE", "Sentinel"),
+            ("CLIENT_TELEMETRY_REDIS_URL", "redis://:pw@s1:26379,redis://s2:26379"),
+            ("CLIENT_TELEMETRY_REDIS_SENTINEL_MASTER", "telemetry"),
+        ])
+        .unwrap();
+        assert_eq!(s.rate_limit.redis.mode, RedisMode::Sentinel { master: "telemetry".into() });
+        assert_eq!(s.rate_limit.redis.nodes.len(), 2);
+        let refused = [
+            (vec![("CLIENT_TELEMETRY_REDIS_MODE", "sharded")], "CLIENT_TELEMETRY_REDIS_MODE"),
+            (vec![("CLIENT_TELEMETRY_REDIS_MODE", "sentinel")], "CLIENT_TELEMETRY_REDIS_SENTINEL_MASTER"),
+            (
+                vec![("CLIENT_TELEMETRY_REDIS_URL", "redis://a:1,redis://b:2")],
+                "CLIENT_TELEMETRY_REDIS_URL", // standalone takes one URL
+            ),
+            (
+                vec![
+                    ("CLIENT_TELEMETRY_REDIS_MODE", "cluster"),
+                    ("CLIENT_TELEMETRY_REDIS_URL", "redis://a:1,rediss://b:2"),
+                ],
+                "CLIENT_TELEMETRY_REDIS_URL",
+            ),
+        ];
+        for (vars, setting) in refused {
+            assert_eq!(load(&vars).unwrap_err().setting, setting, "{vars:?}");
+        }
+    }
+
+    #[test]
     fn redis_backend_and_its_settings() {
         let s = load(&[
             ("CLIENT_TELEMETRY_RATE_LIMIT_BACKEND", "redis"),
