@@ -37,7 +37,8 @@ const BACKEND: &str = "redis";
 const FAILURES_TO_OPEN: u32 = 3;
 /// How long the circuit stays open, jittered by ±50% so replicas do not all retry at once.
 const OPEN_FOR: Duration = Duration::from_secs(1);
-/// Per command of the `/readyz` cluster probe (a probe may be slower than a limiter call).
+/// Per command of the `/readyz` cluster probe (a probe may be slower than a limiter call); the whole
+/// probe is bounded to twice that, well inside a Kubernetes probe's default 1 s timeout.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 
 pub struct RedisLimiter {
@@ -248,13 +249,11 @@ impl RedisLimiter {
         let probe = async {
             let lease = self.connections.get().await?;
             match lease.connection {
-                Connection::Cluster(mut connection) => {
-                    cluster::probe(&mut connection, self.timeout.max(PROBE_TIMEOUT)).await
-                }
+                Connection::Cluster(mut connection) => cluster::probe(&mut connection, PROBE_TIMEOUT).await,
                 Connection::Single(_) => unreachable!("a cluster connector makes cluster connections"),
             }
         };
-        match tokio::time::timeout(PROBE_TIMEOUT * 4, probe).await {
+        match tokio::time::timeout(PROBE_TIMEOUT * 2, probe).await {
             Ok(Ok(primaries)) => {
                 self.primaries.with_label_values(&["serving"]).set(primaries.serving as i64);
                 self.primaries.with_label_values(&["answering"]).set(primaries.answering as i64);

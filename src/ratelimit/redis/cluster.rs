@@ -56,14 +56,18 @@ pub async fn probe(connection: &mut ClusterConnection, timeout: Duration) -> Res
         return Err(last_error.unwrap_or_else(|| RedisError::from((redis::ErrorKind::Io, "no node answered"))));
     };
     let primaries = serving_primaries(&nodes);
-    let mut answering = 0;
-    for (host, port) in &primaries {
+    // All at once: a dead primary costs the probe one timeout, not one each.
+    let pings = primaries.iter().map(|(host, port)| {
+        let mut connection = connection.clone();
         let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host: host.clone(), port: *port });
-        let ping = connection.route_command(redis::cmd("PING"), routing);
-        if matches!(tokio::time::timeout(timeout, ping).await, Ok(Ok(_))) {
-            answering += 1;
+        async move {
+            matches!(
+                tokio::time::timeout(timeout, connection.route_command(redis::cmd("PING"), routing)).await,
+                Ok(Ok(_))
+            )
         }
-    }
+    });
+    let answering = futures_util::future::join_all(pings).await.into_iter().filter(|answered| *answered).count();
     Ok(Primaries { serving: primaries.len(), answering })
 }
 
