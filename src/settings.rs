@@ -543,9 +543,15 @@ fn redis_nodes(mode: &str, value: &str) -> Result<Vec<String>, SettingsError> {
             .collect::<Result<_, _>>()?
     };
     let tls = nodes.iter().filter(|url| url.starts_with("rediss:")).count();
+    let shown = if value.contains('@') { "(hidden: it may hold a password)" } else { value };
     if nodes.is_empty() || (tls != 0 && tls != nodes.len()) {
-        let shown = if value.contains('@') { "(hidden: it may hold a password)" } else { value };
         return Err(invalid_key("redis_url", shown, "expected one or more URLs, all redis:// or all rediss://"));
+    }
+    if mode.trim().eq_ignore_ascii_case("cluster") {
+        // e.g. seed nodes with different passwords
+        if let Err(error) = redis::cluster::ClusterClient::new(nodes.clone()) {
+            return Err(invalid_key("redis_url", shown, &error.to_string()));
+        }
     }
     Ok(nodes)
 }
