@@ -125,9 +125,11 @@ fn a_primary_killed_under_load_fails_over_with_no_5xx_and_the_shared_limit_is_ba
     let mut during_outage = Vec::new();
     let mut promotion = None;
     let mut back = None;
+    let mut killed = None;
     let tallies = load.run(&targets, Duration::from_millis(500), || {
         std::thread::sleep(Duration::from_millis(500));
         cluster.node(victim).kill();
+        killed = Some(Instant::now());
         // While the slot has no primary, each gateway limits alone (failure policy `local`).
         during_outage = round_robin(&fleet, &outage_client, 3 * LIMIT + 6);
         promotion = cluster.wait_for_failover(slot, victim, Duration::from_secs(20));
@@ -162,7 +164,8 @@ fn a_primary_killed_under_load_fails_over_with_no_5xx_and_the_shared_limit_is_ba
         assert_eq!(ready["rateLimiter"]["redis"]["primariesAnswering"], 3, "{ready}");
     }
     eprintln!(
-        "cluster failover: node timeout {NODE_TIMEOUT_MS} ms, promoted after the kill, shared limit back {:?} after the promotion, {requests} requests, outage admitted {}/{}",
+        "cluster failover: node timeout {NODE_TIMEOUT_MS} ms, promoted {:?} after the kill, shared limit back {:?} after the promotion, {requests} requests, outage admitted {}/{}",
+        promoted - killed.unwrap(),
         back - promoted,
         admitted(&during_outage),
         during_outage.len()

@@ -69,9 +69,11 @@ fn the_primary_is_found_through_sentinel_and_its_failover_is_followed_under_load
     let mut during_outage = Vec::new();
     let mut promotion = None;
     let mut back = None;
+    let mut killed = None;
     let tallies = load.run(&targets, Duration::from_millis(500), || {
         std::thread::sleep(Duration::from_millis(500));
         topology.primary.kill();
+        killed = Some(Instant::now());
         // With no primary, each gateway limits alone (failure policy `local`).
         during_outage = round_robin(&fleet, "198.51.100.2", 3 * LIMIT + 6);
         promotion = topology.wait_for_failover(Duration::from_secs(30));
@@ -103,7 +105,8 @@ fn the_primary_is_found_through_sentinel_and_its_failover_is_followed_under_load
         assert_eq!(tally.transport_errors, 0);
     }
     eprintln!(
-        "sentinel failover: shared limit back {:?} after the promotion, {requests} requests, outage admitted {}/{}",
+        "sentinel failover: promoted {:?} after the kill, shared limit back {:?} after the promotion, {requests} requests, outage admitted {}/{}",
+        promoted - killed.unwrap(),
         back - promoted,
         admitted(&during_outage),
         during_outage.len()
