@@ -12,6 +12,8 @@ source scripts/lib/apt.sh
 
 command -v cargo >/dev/null || { echo "missing: cargo (the Rust toolchain: install rustup)" >&2; exit 1; }
 need redis-server redis-server
+need redis-cli redis-tools     # `redis-cli --cluster create` (tests/redis_cluster.rs)
+need openssl openssl           # the test CA of tests/tls.rs
 if ! cargo nextest --version >/dev/null 2>&1; then
   step "installing cargo-nextest"
   cargo install --locked cargo-nextest >/dev/null

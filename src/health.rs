@@ -27,7 +27,10 @@ async fn healthz() -> HttpResponse {
 
 async fn readyz(state: web::Data<HealthState>) -> HttpResponse {
     // Degraded is reported, not failed: a Redis blip must not pull every replica out at once.
-    let limiter = json!({ "backend": state.limiter.backend_name(), "degraded": state.limiter.degraded() });
+    let mut limiter = json!({ "backend": state.limiter.backend_name(), "degraded": state.limiter.degraded() });
+    if let Some(topology) = state.limiter.topology().await {
+        limiter["redis"] = topology;
+    }
     if state.lifecycle.is_shutting_down() {
         return HttpResponse::ServiceUnavailable().json(json!({ "status": "shutting_down", "rateLimiter": limiter }));
     }

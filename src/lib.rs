@@ -14,4 +14,5 @@ pub mod ratelimit;
 pub mod scrub;
 pub mod server;
 pub mod settings;
+pub mod tls;
 pub mod transport;

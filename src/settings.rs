@@ -91,6 +91,23 @@ pub struct RedisSettings {
     /// Deadline of one limiter call, connecting included.
     pub timeout: Duration,
     pub failure: RedisFailure,
+    /// Standalone, Cluster or Sentinel; `url` lists the seed nodes or the Sentinels for the last two.
+    pub mode: RedisMode,
+    /// The URLs of `url`, split at commas.
+    pub nodes: Vec<String>,
+    /// A private CA and a client certificate for `rediss://`.
+    pub tls: crate::tls::TlsFiles,
+}
+
+/// How the gateway finds its Redis (docs/rate-limiting.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisMode {
+    Standalone,
+    Cluster,
+    /// Through Sentinel, to the primary of this master name.
+    Sentinel {
+        master: String,
+    },
 }
 
 /// Connection-level limits of the ingest listener.
@@ -144,6 +161,11 @@ struct Raw {
     /// Deprecated: connections are per worker now (`redis_connections_per_worker`).
     redis_pool_size: Option<String>,
     redis_timeout_ms: u64,
+    redis_mode: String,
+    redis_sentinel_master: String,
+    redis_ca_file: String,
+    redis_client_cert_file: String,
+    redis_client_key_file: String,
     #[serde(deserialize_with = "comma_list")]
     trusted_proxies: Vec<String>,
     #[serde(deserialize_with = "comma_list")]
@@ -201,6 +223,11 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("redis_key_prefix", "client-telemetry:"),
     ("redis_connections_per_worker", "1"),
     ("redis_timeout_ms", "25"),
+    ("redis_mode", "standalone"),
+    ("redis_sentinel_master", ""),
+    ("redis_ca_file", ""),
+    ("redis_client_cert_file", ""),
+    ("redis_client_key_file", ""),
     ("trusted_proxies", ""),
     ("cors_allowed_origins", ""),
     ("max_body_bytes", "262144"),
@@ -299,7 +326,10 @@ impl Raw {
             dry_run: self.rate_limit_dry_run,
             exempt: each("rate_limit_exempt_cidrs", &self.rate_limit_exempt_cidrs, cidr)?,
             redis: RedisSettings {
-                url: redis_url(self.redis_url)?,
+                mode: redis_mode(&self.redis_mode, &self.redis_sentinel_master)?,
+                nodes: redis_nodes(&self.redis_mode, &self.redis_url)?,
+                tls: redis_tls(&self.redis_ca_file, &self.redis_client_cert_file, &self.redis_client_key_file)?,
+                url: self.redis_url,
                 key_prefix: self.redis_key_prefix,
                 connections_per_worker: at_least("redis_connections_per_worker", self.redis_connections_per_worker, 1)?,
                 timeout: Duration::from_millis(at_least("redis_timeout_ms", self.redis_timeout_ms, 1)?),
@@ -454,6 +484,54 @@ fn log_level(value: &str) -> Result<slog::Level, SettingsError> {
     }
 }
 
+/// `standalone`, `cluster` or `sentinel` (which needs the master name).
+fn redis_mode(mode: &str, master: &str) -> Result<RedisMode, SettingsError> {
+    match mode.trim().to_ascii_lowercase().as_str() {
+        "standalone" => Ok(RedisMode::Standalone),
+        "cluster" => Ok(RedisMode::Cluster),
+        "sentinel" if master.trim().is_empty() => {
+            Err(invalid_key("redis_sentinel_master", master, "required with CLIENT_TELEMETRY_REDIS_MODE=sentinel"))
+        }
+        "sentinel" => Ok(RedisMode::Sentinel { master: master.trim().to_string() }),
+        _ => Err(invalid_key("redis_mode", mode, "expected standalone, cluster or sentinel")),
+    }
+}
+
+/// One URL in standalone mode; in cluster and sentinel mode a comma-separated list (seed nodes or
+/// Sentinels), all `redis://` or all `rediss://`.
+fn redis_nodes(mode: &str, value: &str) -> Result<Vec<String>, SettingsError> {
+    let standalone = mode.trim().eq_ignore_ascii_case("standalone");
+    let nodes: Vec<String> = if standalone {
+        vec![redis_url(value.to_string())?]
+    } else {
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| redis_url(s.to_string()))
+            .collect::<Result<_, _>>()?
+    };
+    let tls = nodes.iter().filter(|url| url.starts_with("rediss:")).count();
+    let shown = if value.contains('@') { "(hidden: it may hold a password)" } else { value };
+    if nodes.is_empty() || (tls != 0 && tls != nodes.len()) {
+        return Err(invalid_key("redis_url", shown, "expected one or more URLs, all redis:// or all rediss://"));
+    }
+    if mode.trim().eq_ignore_ascii_case("cluster") {
+        // e.g. seed nodes with different passwords
+        if let Err(error) = redis::cluster::ClusterClient::new(nodes.clone()) {
+            return Err(invalid_key("redis_url", shown, &error.to_string()));
+        }
+    }
+    Ok(nodes)
+}
+
+fn redis_tls(ca: &str, cert: &str, key: &str) -> Result<crate::tls::TlsFiles, SettingsError> {
+    let names = ["redis_ca_file", "redis_client_cert_file", "redis_client_key_file"].map(env_name);
+    let files =
+        crate::tls::FileSettings { ca: (&names[0], ca), client_cert: (&names[1], cert), client_key: (&names[2], key) };
+    crate::tls::TlsFiles::load(&files).map_err(|error| invalid(&error.setting, &error.path, &error.reason))
+}
+
 /// `redis://` or `rediss://` (TLS), with optional user, password and database index.
 /// The password never appears in an error.
 fn redis_url(value: String) -> Result<String, SettingsError> {
@@ -571,6 +649,45 @@ mod tests {
         assert!(s.deprecated.is_empty());
         assert_eq!(redis.timeout, Duration::from_millis(25));
         assert_eq!(redis.failure, RedisFailure::Local);
+    }
+
+    #[test]
+    fn redis_modes_take_a_list_of_nodes_or_sentinels() {
+        let s = load(&[]).unwrap();
+        assert_eq!((&s.rate_limit.redis.mode, s.rate_limit.redis.nodes.len()), (&RedisMode::Standalone, 1));
+        let s = load(&[
+            ("CLIENT_TELEMETRY_REDIS_MODE", "cluster"),
+            ("CLIENT_TELEMETRY_REDIS_URL", "redis://a:7000, redis://b:7001,redis://c:7002"),
+        ])
+        .unwrap();
+        assert_eq!(s.rate_limit.redis.mode, RedisMode::Cluster);
+        assert_eq!(s.rate_limit.redis.nodes, ["redis://a:7000", "redis://b:7001", "redis://c:7002"]);
+        let s = load(&[
+            ("CLIENT_TELEMETRY_REDIS_MODE", "Sentinel"),
+            ("CLIENT_TELEMETRY_REDIS_URL", "redis://:pw@s1:26379,redis://s2:26379"),
+            ("CLIENT_TELEMETRY_REDIS_SENTINEL_MASTER", "telemetry"),
+        ])
+        .unwrap();
+        assert_eq!(s.rate_limit.redis.mode, RedisMode::Sentinel { master: "telemetry".into() });
+        assert_eq!(s.rate_limit.redis.nodes.len(), 2);
+        let refused = [
+            (vec![("CLIENT_TELEMETRY_REDIS_MODE", "sharded")], "CLIENT_TELEMETRY_REDIS_MODE"),
+            (vec![("CLIENT_TELEMETRY_REDIS_MODE", "sentinel")], "CLIENT_TELEMETRY_REDIS_SENTINEL_MASTER"),
+            (
+                vec![("CLIENT_TELEMETRY_REDIS_URL", "redis://a:1,redis://b:2")],
+                "CLIENT_TELEMETRY_REDIS_URL", // standalone takes one URL
+            ),
+            (
+                vec![
+                    ("CLIENT_TELEMETRY_REDIS_MODE", "cluster"),
+                    ("CLIENT_TELEMETRY_REDIS_URL", "redis://a:1,rediss://b:2"),
+                ],
+                "CLIENT_TELEMETRY_REDIS_URL",
+            ),
+        ];
+        for (vars, setting) in refused {
+            assert_eq!(load(&vars).unwrap_err().setting, setting, "{vars:?}");
+        }
     }
 
     #[test]

@@ -36,7 +36,7 @@ class Scenario:
     env: dict = field(default_factory=dict)
     events: int = 20
     clients: int = 10_000
-    needs: tuple = ()  # "redis", "sink"
+    needs: tuple = ()  # "redis", "redis-cluster", "sink"
     replicas: int = 1
     ids: bool = False  # session and batch ids on every request, as the browser client sends them
     gateway_bin: Path = None  # another build of the gateway (--compare); None: this checkout's
@@ -58,6 +58,10 @@ def scenarios(selected):
         Scenario("memory-1M-clients", clients=1_000_000),
         Scenario("redis-1M-clients", env=redis, needs=("redis",), clients=1_000_000),
         Scenario("redis-3-replicas", env=redis, needs=("redis",), replicas=3),
+        # three primaries (no replicas) on loopback: how throughput and Redis CPU per call scale with shards
+        Scenario("redis-cluster", env={**redis, "CLIENT_TELEMETRY_REDIS_MODE": "cluster"}, needs=("redis-cluster",)),
+        Scenario("redis-cluster-3-replicas", env={**redis, "CLIENT_TELEMETRY_REDIS_MODE": "cluster"},
+                 needs=("redis-cluster",), replicas=3),
         # 100 busy clients (NAT egress addresses) on a 3 s window: every key holds all 60 sub-windows
         # after the warm-up, the steady state of a busy key that a short run from empty never reaches
         Scenario("redis-busy-keys", env={**redis, "CLIENT_TELEMETRY_RATE_LIMIT_WINDOW_MS": "3000"}, needs=("redis",),
@@ -134,6 +138,9 @@ class Redis:
     def cli(self, *args):
         return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True).stdout
 
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}"
+
     def calls(self):
         """(round trips, commands): script calls sent by clients, and every command Redis ran, the
         script's own TIME/HGETALL/HINCRBY/PEXPIRE included."""
@@ -151,6 +158,48 @@ class Redis:
     def stop(self):
         self.proc.terminate()
         self.proc.wait()
+
+
+class RedisCluster:
+    """A Redis Cluster of three primaries without replicas; its figures are the sums over the nodes."""
+
+    def __init__(self, primaries=3):
+        self.dir = tempfile.mkdtemp(prefix="bench-cluster-")
+        self.nodes = []
+        for _ in range(primaries):
+            node = Redis.__new__(Redis)
+            node.port = free_port()
+            node.proc = subprocess.Popen(
+                ["redis-server", "--port", str(node.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                 "--cluster-enabled", "yes", "--cluster-port", str(free_port()), "--dir", self.dir,
+                 "--cluster-config-file", f"{self.dir}/nodes-{node.port}.conf"], stdout=subprocess.DEVNULL)
+            wait_port(node.port)
+            self.nodes.append(node)
+        subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in self.nodes],
+                        "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True)
+        deadline = time.time() + 20
+        while not all("cluster_state:ok" in n.cli("CLUSTER", "INFO") for n in self.nodes):
+            if time.time() > deadline:
+                sys.exit("the bench cluster did not become ready")
+            time.sleep(0.1)
+
+    def cli(self, *args):
+        return "".join(n.cli(*args) for n in self.nodes)
+
+    def url(self):
+        return ",".join(n.url() for n in self.nodes)
+
+    def calls(self):
+        per_node = [n.calls() for n in self.nodes]
+        return sum(t for t, _ in per_node), sum(c for _, c in per_node)
+
+    def cpu_seconds(self):
+        return sum(n.cpu_seconds() for n in self.nodes)
+
+    def stop(self):
+        for n in self.nodes:
+            n.stop()
+        subprocess.run(["rm", "-rf", self.dir])
 
 
 class Sink:
@@ -175,8 +224,8 @@ def start_server(s, services, tmp, index):
         cmd = [str(s.gateway_bin or RELEASE / "client-telemetry")]
         env = {"CLIENT_TELEMETRY_BIND": f"127.0.0.1:{port}", "CLIENT_TELEMETRY_TRUSTED_PROXIES": "127.0.0.1",
                **NO_LIMIT, **s.env}
-        if "redis" in s.needs:
-            env["CLIENT_TELEMETRY_REDIS_URL"] = f"redis://127.0.0.1:{services['redis'].port}"
+        if store(s, services):
+            env["CLIENT_TELEMETRY_REDIS_URL"] = store(s, services).url()
         if "sink" in s.needs:
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{services['sink'].port}"
     env = {"PATH": os.environ["PATH"], **env}
@@ -197,9 +246,15 @@ def run_wrk(ports, wrk_args, env, seconds):
     return merged
 
 
+def store(s, services):
+    """The Redis (or Redis Cluster) the scenario's limiter uses, if any."""
+    return next((services[n] for n in ("redis", "redis-cluster") if n in s.needs), None)
+
+
 def run_one(s, args, services, tmp):
-    if "redis" in s.needs:
-        services["redis"].cli("FLUSHALL")
+    redis = store(s, services)
+    if redis:
+        redis.cli("FLUSHALL")
     servers = [start_server(s, services, tmp, i) for i in range(s.replicas)]
     ports, procs = [p for p, _, _ in servers], [proc for _, proc, _ in servers]
     try:
@@ -211,13 +266,13 @@ def run_one(s, args, services, tmp):
         connections = max(args.connections // s.replicas, 1)
         wrk_args = [f"-t{args.threads}", f"-c{connections}"]
         run_wrk(ports, wrk_args, wrk_env, 1)  # warm-up
-        redis_before = services["redis"].calls() if "redis" in s.needs else (0, 0)
-        redis_cpu_before = services["redis"].cpu_seconds() if "redis" in s.needs else 0
+        redis_before = redis.calls() if redis else (0, 0)
+        redis_cpu_before = redis.cpu_seconds() if redis else 0
         cpu_before = sum(cpu_seconds(p.pid) for p in procs)
         m = run_wrk(ports, wrk_args, wrk_env, args.duration)
         cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu_before
-        redis_after = services["redis"].calls() if "redis" in s.needs else (0, 0)
-        redis_cpu = services["redis"].cpu_seconds() - redis_cpu_before if "redis" in s.needs else 0
+        redis_after = redis.calls() if redis else (0, 0)
+        redis_cpu = redis.cpu_seconds() - redis_cpu_before if redis else 0
         redis_trips, redis_cmds = (after - before for after, before in zip(redis_after, redis_before))
         limiter_errors = (sum(metric_sum(port, "client_telemetry_rate_limiter_errors_total") for port in ports)
                           if s.binary == "gateway" else None)
@@ -244,10 +299,10 @@ def run_one(s, args, services, tmp):
             "cpu_s_per_M_events": cpu / max(ok * s.events, 1) * 1e6,
             "idle_rss_mb": idle_rss,
             "peak_rss_mb": max(rss_mb(p.pid, "VmHWM") for p in procs),
-            "redis_trips_per_req": redis_trips / max(m["requests"], 1) if "redis" in s.needs else None,
-            "redis_cmds_per_req": redis_cmds / max(m["requests"], 1) if "redis" in s.needs else None,
+            "redis_trips_per_req": redis_trips / max(m["requests"], 1) if redis else None,
+            "redis_cmds_per_req": redis_cmds / max(m["requests"], 1) if redis else None,
             # what one call costs Redis, network included: its capacity is about 1e6 / this per core
-            "redis_cpu_us_per_trip": redis_cpu / max(redis_trips, 1) * 1e6 if "redis" in s.needs else None,
+            "redis_cpu_us_per_trip": redis_cpu / max(redis_trips, 1) * 1e6 if redis else None,
             # decisions Redis did not make (timeouts, circuit open): the run measured the fallback too
             "limiter_errors": limiter_errors,
             "otlp_batch": exported / exports if exports else None,
@@ -304,6 +359,8 @@ def main():
     services = {}
     if any("redis" in s.needs for s in chosen):
         services["redis"] = Redis()
+    if any("redis-cluster" in s.needs for s in chosen):
+        services["redis-cluster"] = RedisCluster()
     if any("sink" in s.needs for s in chosen):
         services["sink"] = Sink()
     results = {s.name: [] for s in chosen}

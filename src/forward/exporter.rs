@@ -134,8 +134,13 @@ struct Sender {
 impl Sender {
     fn new(settings: &ForwardSettings, encoder: Arc<Encoder>, metrics: ForwardMetrics, log: Logger) -> Self {
         // Our own timeout covers reading the answer too.
-        let mut client =
-            awc::Client::builder().disable_timeout().add_default_header((CONTENT_TYPE, encoder.content_type()));
+        // Our rustls configuration: the web roots or a private CA, and a client certificate if set.
+        let mut tls = Arc::unwrap_or_clone(settings.tls.rustls_config());
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let mut client = awc::Client::builder()
+            .connector(awc::Connector::new().rustls_0_23(Arc::new(tls)))
+            .disable_timeout()
+            .add_default_header((CONTENT_TYPE, encoder.content_type()));
         if encoder.gzip() {
             client = client.add_default_header((CONTENT_ENCODING, "gzip"));
         }

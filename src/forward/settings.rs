@@ -34,6 +34,8 @@ pub struct ForwardSettings {
     pub retry_initial_backoff: Duration,
     /// How long one batch may be retried, from its first attempt.
     pub retry_max_elapsed: Duration,
+    /// A private CA and a client certificate for an `https://` collector (empty: the web roots).
+    pub tls: crate::tls::TlsFiles,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +106,18 @@ pub struct RawForward {
     otlp_retry_initial_backoff_ms: Option<String>,
     #[serde(deserialize_with = "text")]
     otlp_retry_max_elapsed_ms: Option<String>,
+    #[serde(deserialize_with = "text")]
+    otel_exporter_otlp_logs_certificate: Option<String>,
+    #[serde(deserialize_with = "text")]
+    otel_exporter_otlp_certificate: Option<String>,
+    #[serde(deserialize_with = "text")]
+    otel_exporter_otlp_logs_client_certificate: Option<String>,
+    #[serde(deserialize_with = "text")]
+    otel_exporter_otlp_client_certificate: Option<String>,
+    #[serde(deserialize_with = "text")]
+    otel_exporter_otlp_logs_client_key: Option<String>,
+    #[serde(deserialize_with = "text")]
+    otel_exporter_otlp_client_key: Option<String>,
 }
 
 /// A set value: the variable that set it, and the value.
@@ -178,6 +192,7 @@ impl RawForward {
             headers,
             timeout,
             resource: self.resource()?,
+            tls: self.tls()?,
             queue_capacity,
             batch_size,
             batch_delay: millis(
@@ -222,6 +237,29 @@ impl RawForward {
 
     /// `service.name` (OTEL_SERVICE_NAME, else OTEL_RESOURCE_ATTRIBUTES, else the default) first,
     /// then the other resource attributes.
+    /// The exporter's TLS files: the signal-specific variable wins over the general one, each file
+    /// separately, as the OpenTelemetry specification says.
+    fn tls(&self) -> Result<crate::tls::TlsFiles, SettingsError> {
+        let ca = first(&[
+            ("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", &self.otel_exporter_otlp_logs_certificate),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", &self.otel_exporter_otlp_certificate),
+        ]);
+        let cert = first(&[
+            ("OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE", &self.otel_exporter_otlp_logs_client_certificate),
+            ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &self.otel_exporter_otlp_client_certificate),
+        ]);
+        let key = first(&[
+            ("OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY", &self.otel_exporter_otlp_logs_client_key),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", &self.otel_exporter_otlp_client_key),
+        ]);
+        let files = crate::tls::FileSettings {
+            ca: ca.unwrap_or(("OTEL_EXPORTER_OTLP_CERTIFICATE", "")),
+            client_cert: cert.unwrap_or(("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "")),
+            client_key: key.unwrap_or(("OTEL_EXPORTER_OTLP_CLIENT_KEY", "")),
+        };
+        crate::tls::TlsFiles::load(&files).map_err(|error| invalid(&error.setting, &error.path, &error.reason))
+    }
+
     fn resource(&self) -> Result<Vec<(String, String)>, SettingsError> {
         let mut attributes = match first(&[("OTEL_RESOURCE_ATTRIBUTES", &self.otel_resource_attributes)]) {
             Some((name, value)) => pairs(value).map_err(|reason| invalid(name, value, &reason))?,

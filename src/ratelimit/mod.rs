@@ -159,6 +159,10 @@ pub trait RateLimiter: Send + Sync {
     fn degraded(&self) -> bool {
         false
     }
+    /// For `/readyz`: how the backend reaches its store (e.g. Redis mode, Cluster primaries answering).
+    fn topology(&self) -> BoxFuture<'_, Option<serde_json::Value>> {
+        Box::pin(async { None })
+    }
 }
 
 /// The limiter the request path uses.
@@ -273,6 +277,10 @@ impl Limiter {
 
     pub fn degraded(&self) -> bool {
         self.backend.degraded()
+    }
+
+    pub async fn topology(&self) -> Option<serde_json::Value> {
+        self.backend.topology().await
     }
 }
 

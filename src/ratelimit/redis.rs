@@ -5,6 +5,7 @@
 //! `Retry-After` without asking Redis, since nothing can free a slot sooner. Every call has a
 //! deadline; when Redis fails the failure policy decides, and after repeated failures a circuit
 //! breaker stops trying for a short, jittered while, so a dead Redis adds no latency at all.
+//! The same logic runs on one Redis, a Redis Cluster or a Sentinel-managed primary (`connector.rs`).
 
 use std::{
     sync::{Arc, Mutex},
@@ -12,13 +13,17 @@ use std::{
 };
 
 use moka::sync::Cache;
-use prometheus::{IntCounterVec, IntGauge};
-use redis::{AsyncConnectionConfig, Client, RedisError, Script};
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec};
+use redis::{RedisError, Script};
 use slog::{Logger, info, warn};
 
+mod cluster;
 mod connections;
+mod connector;
+mod sentinel;
 
 use connections::Connections;
+use connector::{Connection, Connector};
 
 use super::{BoxFuture, Decision, Keys, LimitKey, MemoryLimiter, Quota, RateLimiter, window::WindowParams};
 use crate::{
@@ -32,6 +37,9 @@ const BACKEND: &str = "redis";
 const FAILURES_TO_OPEN: u32 = 3;
 /// How long the circuit stays open, jittered by ±50% so replicas do not all retry at once.
 const OPEN_FOR: Duration = Duration::from_secs(1);
+/// Per command of the `/readyz` cluster probe (a probe may be slower than a limiter call); the whole
+/// probe is bounded to twice that, well inside a Kubernetes probe's default 1 s timeout.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 
 pub struct RedisLimiter {
     connections: Arc<Connections>,
@@ -46,6 +54,8 @@ pub struct RedisLimiter {
     fallback: Fallback,
     errors: IntCounterVec,
     degraded: IntGauge,
+    /// Cluster primaries serving slots and answering, as of the last `/readyz`.
+    primaries: IntGaugeVec,
     log: Logger,
 }
 
@@ -103,11 +113,9 @@ impl RedisLimiter {
     /// Connects lazily: a Redis that is down at start-up is a degraded limiter, not a failed start.
     pub fn new(settings: &RateLimitSettings, metrics: &Metrics, log: Logger) -> Self {
         let redis = &settings.redis;
-        let client = Client::open(redis.url.as_str()).expect("the URL was validated with the settings");
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(redis.timeout))
-            .set_response_timeout(Some(redis.timeout));
-        let connections = Arc::new(Connections::new(client, config, redis.connections_per_worker));
+        let connector = Connector::new(redis).expect("the URLs and certificates were validated with the settings");
+        info!(log, "rate limiter on redis"; "mode" => connector.mode(), "nodes" => redis.nodes.len());
+        let connections = Arc::new(Connections::new(connector, redis.connections_per_worker));
         let params = WindowParams::new(settings.window, settings.max_requests);
         let errors = metrics.counter_vec(
             "client_telemetry_rate_limiter_errors_total",
@@ -120,6 +128,11 @@ impl RedisLimiter {
         }
         let degraded = metrics
             .gauge("client_telemetry_rate_limiter_degraded", "1 while the failure policy decides instead of Redis.");
+        let primaries = metrics.gauge_vec(
+            "client_telemetry_rate_limiter_redis_primaries",
+            "Redis Cluster primaries serving slots, and how many answered, at the last /readyz.",
+            &["state"],
+        );
         Self {
             connections,
             script: Script::new(SCRIPT),
@@ -140,6 +153,7 @@ impl RedisLimiter {
             },
             errors,
             degraded,
+            primaries,
             log,
         }
     }
@@ -162,8 +176,8 @@ impl RedisLimiter {
 
     /// One script call deciding every key at once: admitted only if each has room and `batch` (a
     /// batch key) does not exist, and then recorded in each. Keys must share a hash tag (on a Cluster
-    /// a script runs on one node). One round trip, or three after a `SCRIPT FLUSH` (NOSCRIPT,
-    /// SCRIPT LOAD, EVALSHA); never past the deadline.
+    /// a script runs on one node). One round trip, or two on a node that does not have the script yet
+    /// (NOSCRIPT, then EVAL, which caches it there); never past the deadline.
     pub async fn acquire(
         &self,
         keys: &[(String, WindowParams)],
@@ -174,30 +188,75 @@ impl RedisLimiter {
             Ok(lease) => lease.map_err(CallError::Redis)?,
             Err(_) => return Err(CallError::Timeout),
         };
-        let mut invocation = self.script.prepare_invoke();
-        invocation.arg(u8::from(batch.is_some()));
-        for (key, params) in keys {
-            invocation.key(key).arg(params.window_us).arg(params.granularity_us).arg(params.limit);
-        }
-        if let Some(batch) = batch {
-            invocation.key(batch);
-        }
-        let call = invocation.invoke_async(&mut lease.connection);
+        let call = self.evaluate(&mut lease.connection, keys, batch);
         let reply: Vec<i64> = match tokio::time::timeout_at(deadline, call).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(error)) => {
-                if error.is_unrecoverable_error() {
+                if self.connections.connector().replaces_after(Some(&error)) {
                     self.connections.discard(lease);
                 }
                 return Err(CallError::Redis(error));
             }
             Err(_) => {
                 // Late or never: a connection to a stalled server or a half-open socket is not reused.
-                self.connections.discard(lease);
+                if self.connections.connector().replaces_after(None) {
+                    self.connections.discard(lease);
+                }
                 return Err(CallError::Timeout);
             }
         };
         parse_reply(&reply, keys).ok_or_else(|| CallError::Reply(format!("{reply:?}")))
+    }
+
+    /// EVALSHA; on NOSCRIPT, EVAL with the script's text on the same node (routed by the same keys),
+    /// which also caches it there. Not `SCRIPT LOAD`: on a Cluster that goes to every node, and fails
+    /// while one is down.
+    async fn evaluate(
+        &self,
+        connection: &mut Connection,
+        keys: &[(String, WindowParams)],
+        batch: Option<&str>,
+    ) -> Result<Vec<i64>, RedisError> {
+        let call = |command: &str, script: &str| {
+            let mut cmd = redis::cmd(command);
+            cmd.arg(script).arg(keys.len() + usize::from(batch.is_some()));
+            cmd.arg(keys.iter().map(|(key, _)| key.as_str()).collect::<Vec<_>>()).arg(batch);
+            cmd.arg(u8::from(batch.is_some()));
+            for (_, params) in keys {
+                cmd.arg(params.window_us).arg(params.granularity_us).arg(params.limit);
+            }
+            cmd
+        };
+        match call("EVALSHA", self.script.get_hash()).query_async(connection).await {
+            Err(error) if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                call("EVAL", SCRIPT).query_async(connection).await
+            }
+            result => result,
+        }
+    }
+
+    /// For `/readyz`: the mode and, on a Cluster, how many primaries serve slots and answer.
+    pub async fn describe_topology(&self) -> serde_json::Value {
+        let mode = self.connections.connector().mode();
+        if mode != "cluster" {
+            return serde_json::json!({ "mode": mode });
+        }
+        let probe = async {
+            let lease = self.connections.get().await?;
+            match lease.connection {
+                Connection::Cluster(mut connection) => cluster::probe(&mut connection, PROBE_TIMEOUT).await,
+                Connection::Single(_) => unreachable!("a cluster connector makes cluster connections"),
+            }
+        };
+        match tokio::time::timeout(PROBE_TIMEOUT * 2, probe).await {
+            Ok(Ok(primaries)) => {
+                self.primaries.with_label_values(&["serving"]).set(primaries.serving as i64);
+                self.primaries.with_label_values(&["answering"]).set(primaries.answering as i64);
+                serde_json::json!({ "mode": mode, "primaries": primaries.serving, "primariesAnswering": primaries.answering })
+            }
+            Ok(Err(error)) => serde_json::json!({ "mode": mode, "error": error.to_string() }),
+            Err(_) => serde_json::json!({ "mode": mode, "error": "no answer within the deadline" }),
+        }
     }
 
     /// An IP refused earlier stays refused until its Retry-After: nothing can free a slot sooner.
@@ -299,6 +358,10 @@ impl RateLimiter for RedisLimiter {
 
     fn degraded(&self) -> bool {
         self.breaker.is_degraded()
+    }
+
+    fn topology(&self) -> BoxFuture<'_, Option<serde_json::Value>> {
+        Box::pin(async move { Some(self.describe_topology().await) })
     }
 }
 

@@ -107,6 +107,7 @@ impl State {
 
 pub struct Collector {
     pub addr: SocketAddr,
+    tls: bool,
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
 }
@@ -114,11 +115,20 @@ pub struct Collector {
 impl Collector {
     /// Answers 200 until told otherwise.
     pub fn start() -> Collector {
+        Collector::start_with(None)
+    }
+
+    /// The same over TLS (rustls), with this server configuration (certificate, client verification).
+    pub fn start_tls(config: Arc<rustls::ServerConfig>) -> Collector {
+        Collector::start_with(Some(config))
+    }
+
+    fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> Collector {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State { cycle: vec![Answer::Ok], ..State::default() }));
         let stop = Arc::new(AtomicBool::new(false));
-        let (accept_state, accept_stop) = (state.clone(), stop.clone());
+        let (accept_state, accept_stop, is_tls) = (state.clone(), stop.clone(), tls.is_some());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if accept_stop.load(Ordering::SeqCst) {
@@ -126,15 +136,22 @@ impl Collector {
                 }
                 let Ok(stream) = stream else { continue };
                 let (state, stop) = (accept_state.clone(), accept_stop.clone());
-                std::thread::spawn(move || serve(stream, &state, &stop));
+                match &tls {
+                    None => std::thread::spawn(move || serve(stream, &state, &stop)),
+                    Some(config) => {
+                        let connection = rustls::ServerConnection::new(config.clone()).unwrap();
+                        let stream = rustls::StreamOwned::new(connection, stream);
+                        std::thread::spawn(move || serve(stream, &state, &stop))
+                    }
+                };
             }
         });
-        Collector { addr, state, stop }
+        Collector { addr, tls: is_tls, state, stop }
     }
 
     /// The full logs URL.
     pub fn endpoint(&self) -> String {
-        format!("http://{}/v1/logs", self.addr)
+        format!("{}://{}/v1/logs", if self.tls { "https" } else { "http" }, self.addr)
     }
 
     /// From now on, every request gets this answer.
@@ -177,9 +194,8 @@ impl Drop for Collector {
 }
 
 /// One connection: requests in turn (keep-alive), each recorded, then answered as the state says.
-fn serve(stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
+fn serve(stream: impl Read + Write, state: &Mutex<State>, stop: &AtomicBool) {
+    let mut reader = BufReader::new(stream);
     loop {
         let mut request_line = String::new();
         if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
@@ -252,7 +268,13 @@ fn serve(stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
             head.push_str(&format!("Retry-After: {seconds}\r\n"));
         }
         head.push_str("\r\n");
-        if writer.write_all(head.as_bytes()).and_then(|()| writer.write_all(&body)).is_err() {
+        let writer = reader.get_mut();
+        if writer
+            .write_all(head.as_bytes())
+            .and_then(|()| writer.write_all(&body))
+            .and_then(|()| writer.flush())
+            .is_err()
+        {
             return;
         }
     }

@@ -1,8 +1,10 @@
 //! Test support: the real gateway binary on a loopback port, driven over HTTP.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod certs;
 pub mod collector;
 pub mod load;
+pub mod redis_topology;
 
 use std::{
     collections::HashMap,

@@ -4,19 +4,21 @@
 //! and one read for many) and the connection's I/O stays on the worker's own runtime, with no
 //! hand-off to another thread. That is why this is not a pool of exclusive connections: checking one
 //! out per call gave each call its own write, read and wake-up of a connection task on any thread.
-//! A connection that fails or misses a deadline is replaced on its next use.
+//! A connection that fails or misses a deadline is replaced on its next use (unless it repairs
+//! itself: see `Connector::replaces_after`). The same holds whatever the connections are made to.
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
 };
 
-use redis::{AsyncConnectionConfig, Client, RedisError, aio::MultiplexedConnection};
+use redis::RedisError;
 use tokio::{runtime, sync::OnceCell};
 
+use super::connector::{Connection, Connector};
+
 pub struct Connections {
-    client: Client,
-    config: AsyncConnectionConfig,
+    connector: Connector,
     per_worker: usize,
     workers: Mutex<HashMap<runtime::Id, Worker>>,
 }
@@ -29,23 +31,27 @@ struct Worker {
 
 /// Connected once, by whichever call gets there first; the others wait for that connection.
 #[derive(Default)]
-struct Slot(OnceCell<MultiplexedConnection>);
+struct Slot(OnceCell<Connection>);
 
 /// A connection in use, and the slot it came from (to replace it if it fails).
 pub struct Lease {
     slot: Arc<Slot>,
-    pub connection: MultiplexedConnection,
+    pub connection: Connection,
 }
 
 impl Connections {
-    pub fn new(client: Client, config: AsyncConnectionConfig, per_worker: usize) -> Self {
-        Self { client, config, per_worker: per_worker.max(1), workers: Mutex::default() }
+    pub fn new(connector: Connector, per_worker: usize) -> Self {
+        Self { connector, per_worker: per_worker.max(1), workers: Mutex::default() }
+    }
+
+    pub fn connector(&self) -> &Connector {
+        &self.connector
     }
 
     /// A connection of the calling runtime (a worker), connecting it first if needed.
     pub async fn get(&self) -> Result<Lease, RedisError> {
         let slot = self.next_slot();
-        let connect = || self.client.get_multiplexed_async_connection_with_config(&self.config);
+        let connect = || self.connector.connect();
         let connection = slot.0.get_or_try_init(connect).await?.clone();
         Ok(Lease { slot, connection })
     }
