@@ -29,7 +29,7 @@ ${stack}` : head;
 }
 function captureErrors(report) {
   let busy = false;
-  const on = (type, prefix, exception) => addEventListener(type, (e) => {
+  const on = (type, prefix, exception) => window.addEventListener(type, (e) => {
     if (busy) return;
     busy = true;
     try {
@@ -42,7 +42,7 @@ function captureErrors(report) {
   on(
     "error",
     "Uncaught",
-    (e) => OWN && e.filename === OWN ? void 0 : e.error != null ? exceptionOf(e.error) : (
+    (e) => !(e instanceof ErrorEvent) || OWN && e.filename === OWN ? void 0 : e.error != null ? exceptionOf(e.error) : (
       // A cross-origin script's error arrives without its Error ("Script error."): where it was is all there is.
       { type: "Error", message: e.message, stacktrace: `    at ${e.filename}:${e.lineno}:${e.colno}` }
     )
@@ -289,7 +289,7 @@ function createLogger(options) {
   const app = name || version || environment ? { name, version, environment } : void 0;
   const idle = positive(options.sessionIdleTimeoutMs, 18e5);
   const max = positive(options.sessionMaxDurationMs, 144e5);
-  const inBrowser = typeof window != "undefined";
+  const inBrowser = typeof document != "undefined";
   const sessionId = (touch) => inBrowser ? session(idle, max, touch) : "";
   let queue;
   try {

@@ -56,7 +56,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       console.error(`dist/ lacks ${missing.join(", ")}: run \`npm ci && npm run build\``);
       process.exit(1);
     }
-    console.log("packing the committed dist/ (no devDependencies installed to rebuild it)");
+    console.error("packing the committed dist/ (no devDependencies installed to rebuild it)");
   } else if (process.argv.includes("--check")) {
     const built = await buildAll();
     const stale = FILES.filter((f) => !existsSync(dist(f)) || readFileSync(dist(f), "utf8") !== built[f]);

@@ -49,13 +49,13 @@ export const pagehide = () => window.dispatchEvent(new Event("pagehide"));
 /** Lets pending responses settle without moving the clock. */
 export const settle = () => vi.advanceTimersByTimeAsync(0);
 
-let listeners: [string, EventListenerOrEventListenerObject | null][] = [];
+let listeners: [string, EventListenerOrEventListenerObject][] = [];
 
 export function useHarness() {
   beforeEach(async () => {
     // Each test's client (a fresh module) listens on the one shared window: forget them after it.
     const add = window.addEventListener.bind(window);
-    vi.spyOn(window, "addEventListener").mockImplementation((type: string, listener: EventListenerOrEventListenerObject | null) => {
+    vi.spyOn(window, "addEventListener").mockImplementation((type: string, listener: EventListenerOrEventListenerObject) => {
       listeners.push([type, listener]);
       add(type, listener);
     });
