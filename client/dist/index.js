@@ -269,8 +269,8 @@ var fromEnv = (read) => {
 };
 var positive = (...candidates) => Math.floor(candidates.map(Number).find((n) => n >= 1 && n < 2 ** 31));
 var queues = /* @__PURE__ */ new Map();
-var capturing = false;
 var browser;
+var CAPTURING = /* @__PURE__ */ Symbol.for("client-telemetry.capturing");
 function browserInfo() {
   const n = navigator;
   const ua = n.userAgentData;
@@ -351,9 +351,13 @@ function createLogger(options) {
     } catch {
     }
   };
-  if (inBrowser && options.captureErrors !== false && !capturing) {
-    capturing = true;
-    captureErrors((message, exception) => log("error", message, void 0, () => exception, "window"));
+  try {
+    const w = window;
+    if (inBrowser && options.captureErrors !== false && !w[CAPTURING]) {
+      w[CAPTURING] = true;
+      captureErrors((message, exception) => log("error", message, void 0, () => exception, "window"));
+    }
+  } catch {
   }
   return {
     get sessionId() {

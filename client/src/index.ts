@@ -107,8 +107,10 @@ const positive = (...candidates: unknown[]): number =>
 
 /** One queue per endpoint, however many loggers: its settings come from the first logger. */
 const queues = new Map<string, Queue>();
-let capturing = false;
 let browser: object | undefined;
+// On the window, not in this module: a page that loads two copies (a bundle and the script tag,
+// or the ESM and the CommonJS build) still reports each error once.
+const CAPTURING = Symbol.for("client-telemetry.capturing");
 
 /** The language, and the UA client hints where the browser has them (Chromium, secure pages). */
 function browserInfo(): object {
@@ -204,10 +206,13 @@ export function createLogger(options: LoggerOptions): Logger {
     }
   };
 
-  if (inBrowser && options.captureErrors !== false && !capturing) {
-    capturing = true;
-    captureErrors((message, exception) => log("error", message, undefined, () => exception, "window"));
-  }
+  try {
+    const w = window as { [CAPTURING]?: boolean };
+    if (inBrowser && options.captureErrors !== false && !w[CAPTURING]) {
+      w[CAPTURING] = true;
+      captureErrors((message, exception) => log("error", message, undefined, () => exception, "window"));
+    }
+  } catch {}
 
   return {
     get sessionId() {

@@ -94,6 +94,17 @@ describe("uncaught errors and unhandled rejections", () => {
     expect(windowEvents().map((e) => e.message)).toEqual(["Uncaught Error: once"]);
   });
 
+  it("reports each error once when the page loads two copies of the client (bundle and script tag)", async () => {
+    const bundled = logger({ scope: "bundled" });
+    vi.resetModules();
+    const copy = await import("../../src/index");
+    const other = copy.createLogger({ scope: "script-tag", endpoint }); // a queue of its own
+    uncaught(new Error("once"));
+    await bundled.flush();
+    await other.flush();
+    expect(allEvents().map((e) => e.message)).toEqual(["Uncaught Error: once"]);
+  });
+
   it("does not capture a resource that failed to load (an error event that is not an ErrorEvent)", async () => {
     logger();
     window.dispatchEvent(new Event("error"));

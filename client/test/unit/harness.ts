@@ -83,6 +83,7 @@ export function useHarness() {
 
   afterEach(() => {
     for (const [type, listener] of listeners.splice(0)) window.removeEventListener(type, listener);
+    Reflect.deleteProperty(window, Symbol.for("client-telemetry.capturing"));
     // No console output, ever, in any test.
     for (const method of ["log", "info", "warn", "error", "debug"] as const) expect(console[method]).not.toHaveBeenCalled();
     vi.clearAllTimers();
