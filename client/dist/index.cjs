@@ -28,7 +28,7 @@ module.exports = __toCommonJS(index_exports);
 var MAX_STACK = 8e3;
 var MAX_MESSAGE = 2e3;
 var MAX_CAUSES = 5;
-var OWN = typeof document != "undefined" ? document.currentScript?.src : void 0;
+var own;
 var replacer = (_, v) => v instanceof Error ? exceptionOf(v) : typeof v == "bigint" ? String(v) : v;
 function exceptionOf(thrown) {
   if (!(thrown instanceof Error)) {
@@ -68,7 +68,7 @@ function captureErrors(report) {
   on(
     "error",
     "Uncaught",
-    (e) => !(e instanceof ErrorEvent) || OWN && e.filename === OWN ? void 0 : e.error != null ? exceptionOf(e.error) : (
+    (e) => !(e instanceof ErrorEvent) || own && e.filename === own ? void 0 : e.error != null ? exceptionOf(e.error) : (
       // A cross-origin script's error arrives without its Error ("Script error."): where it was is all there is.
       { type: "Error", message: e.message, stacktrace: `    at ${e.filename}:${e.lineno}:${e.colno}` }
     )

@@ -4,9 +4,12 @@ const MAX_STACK = 8000; // characters; a runaway recursion's stack is mostly the
 const MAX_MESSAGE = 2000;
 const MAX_CAUSES = 5; // a `cause` chain may loop
 
-// The browser build's own URL, so that an error in this script (a bug) is never reported by it,
-// which could loop. Only a classic <script> has a currentScript, and only while it first runs.
-const OWN = typeof document != "undefined" ? (document.currentScript as HTMLScriptElement | null)?.src : undefined;
+let own: string | undefined;
+/**
+ * The URL of the browser build (script tag), so that an error in that file, a bug of this client,
+ * is never reported by it, which could loop. Not for the npm build: its file is the page's bundle.
+ */
+export const ownScript = (src?: string) => void (own = src);
 
 /** Errors are written as `exception` objects, also inside a context (`{ error: e }` is not `{}`). */
 export const replacer = (_: string, v: unknown): unknown =>
@@ -15,7 +18,7 @@ export const replacer = (_: string, v: unknown): unknown =>
 /** An `Error` becomes its type, message and stack, followed by its `cause` chain. */
 export function exceptionOf(thrown: unknown): Exception {
   if (!(thrown instanceof Error)) {
-    // A thrown string, number, plain object…: no type, no stack.
+    // A thrown string, number, plain object…: its text, typed by `typeof`, no stack.
     let message: string | undefined;
     try {
       message = typeof thrown == "string" ? thrown : JSON.stringify(thrown);
@@ -57,7 +60,7 @@ export function captureErrors(report: (message: string, exception: Exception) =>
       busy = false;
     });
   on<ErrorEvent>("error", "Uncaught", (e) =>
-    !(e instanceof ErrorEvent) || (OWN && e.filename === OWN)
+    !(e instanceof ErrorEvent) || (own && e.filename === own)
       ? undefined
       : e.error != null
         ? exceptionOf(e.error)

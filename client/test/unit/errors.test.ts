@@ -295,15 +295,32 @@ describe("no feedback loop", () => {
     expect(log.stats().dropped).toBeGreaterThan(0);
   });
 
-  it("ignores errors whose file is the client's own script", async () => {
+  it("ignores errors whose file is the browser build itself (script tag)", async () => {
     vi.resetModules();
     const src = "https://telemetry.example/client-telemetry.js";
     Object.defineProperty(document, "currentScript", { value: { src }, configurable: true });
     try {
-      const own = await import("../../src/index");
-      const log = own.createLogger({ scope: "s", endpoint });
+      await import("../../src/global"); // what the <script> tag runs
+      const api = (globalThis as unknown as { ClientTelemetry: typeof client }).ClientTelemetry;
+      const log = api.createLogger({ scope: "s", endpoint });
       uncaught(new Error("a bug in the client"), { filename: src });
       uncaught(new Error("the page's"), { filename: "https://shop.example/app.js" });
+      await log.flush();
+      expect(allEvents().map((e) => e.message)).toEqual(["Uncaught Error: the page's"]);
+    } finally {
+      delete (document as { currentScript?: unknown }).currentScript;
+      delete (globalThis as { ClientTelemetry?: unknown }).ClientTelemetry;
+    }
+  });
+
+  it("still captures the errors of a bundle the npm build is part of", async () => {
+    vi.resetModules();
+    const bundle = "https://shop.example/_next/static/chunks/app.js"; // the client runs inside it
+    Object.defineProperty(document, "currentScript", { value: { src: bundle }, configurable: true });
+    try {
+      const bundled = await import("../../src/index");
+      const log = bundled.createLogger({ scope: "s", endpoint });
+      uncaught(new Error("the page's"), { filename: bundle });
       await log.flush();
       expect(allEvents().map((e) => e.message)).toEqual(["Uncaught Error: the page's"]);
     } finally {
