@@ -1,41 +1,71 @@
-// Builds dist/: the npm package (ESM + .d.ts) and the browser build the gateway serves at
-// GET /client-telemetry.js (embedded from the committed dist/client-telemetry.min.js).
-// `--check` rebuilds the browser build in memory and fails if the committed file differs.
-import { build } from "esbuild";
+// Builds dist/, all of it committed, so that `npm pack` works from a fresh checkout without the
+// devDependencies:
+//   index.js (ESM) and index.cjs (CommonJS: Jest, require) with index.d.ts / index.d.cts;
+//   client-telemetry.min.js, the browser build the gateway embeds and serves at GET /client-telemetry.js.
+// `--check` rebuilds in memory and fails if a committed file differs from src/.
+// `--prepack` (npm pack) rebuilds when the devDependencies are installed, else packs dist/ as committed.
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
-export const BROWSER_BUILD = `${root}dist/client-telemetry.min.js`;
-const common = { entryPoints: [`${root}src/index.ts`], bundle: true, target: "es2020", logLevel: "warning" };
+const dist = (file) => `${root}dist/${file}`;
+const FILES = ["index.js", "index.cjs", "index.d.ts", "index.d.cts", "client-telemetry.min.js"];
 
-// The minified IIFE that defines window.ClientTelemetry. A <script> tag has no bundler to inline
-// the Next.js variables, so they are left out.
+const common = { entryPoints: [`${root}src/index.ts`], bundle: true, target: "es2020", logLevel: "warning", write: false };
+// A <script> tag has no bundler to inline the Next.js variables, so they are left out.
+const ENV = ["ENDPOINT", "BATCH_SIZE", "FLUSH_INTERVAL_MS", "APP_NAME", "APP_VERSION", "APP_ENVIRONMENT"];
 const browser = {
   ...common,
+  entryPoints: [`${root}src/global.ts`],
   format: "iife",
-  globalName: "ClientTelemetry",
   minify: true,
-  define: Object.fromEntries(
-    ["ENDPOINT", "BATCH_SIZE", "FLUSH_INTERVAL_MS"].map((k) => [`process.env.NEXT_PUBLIC_CLIENT_TELEMETRY_${k}`, "undefined"]),
-  ),
+  define: Object.fromEntries(ENV.map((k) => [`process.env.NEXT_PUBLIC_CLIENT_TELEMETRY_${k}`, "undefined"])),
 };
 
-export async function browserBuild() {
-  return (await build({ ...browser, write: false })).outputFiles[0].text;
+/** Every file of dist/, by name, built in memory. */
+async function buildAll() {
+  const { build } = await import("esbuild");
+  const text = async (options) => (await build(options)).outputFiles[0].text;
+  // One self-contained declaration file: the public types all live in src/index.ts.
+  const out = mkdtempSync(join(tmpdir(), "client-telemetry-dts-"));
+  try {
+    execFileSync(`${root}node_modules/.bin/tsc`, ["-p", `${root}tsconfig.json`, "--emitDeclarationOnly", "--outDir", out], {
+      stdio: "inherit",
+    });
+    const dts = readFileSync(join(out, "index.d.ts"), "utf8");
+    if (/from "\.\//.test(dts)) throw new Error("dist/index.d.ts imports another module: keep public types in src/index.ts");
+    return {
+      "index.js": await text({ ...common, format: "esm" }),
+      "index.cjs": await text({ ...common, format: "cjs" }),
+      "index.d.ts": dts,
+      "index.d.cts": dts,
+      "client-telemetry.min.js": await text(browser),
+    };
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  if (process.argv.includes("--check")) {
-    if ((await browserBuild()) !== readFileSync(BROWSER_BUILD, "utf8")) {
-      console.error("dist/client-telemetry.min.js is out of date with src/: run `npm run build` and commit it");
+  if (process.argv.includes("--prepack") && !existsSync(`${root}node_modules/esbuild`)) {
+    const missing = FILES.filter((f) => !existsSync(dist(f)));
+    if (missing.length) {
+      console.error(`dist/ lacks ${missing.join(", ")}: run \`npm ci && npm run build\``);
       process.exit(1);
     }
-    console.log("dist/client-telemetry.min.js matches src/");
+    console.error("packing the committed dist/ (no devDependencies installed to rebuild it)");
+  } else if (process.argv.includes("--check")) {
+    const built = await buildAll();
+    const stale = FILES.filter((f) => !existsSync(dist(f)) || readFileSync(dist(f), "utf8") !== built[f]);
+    if (stale.length) {
+      console.error(`dist/ is out of date with src/ (${stale.join(", ")}): run \`npm run build\` and commit dist/`);
+      process.exit(1);
+    }
+    console.log("dist/ matches src/");
   } else {
-    await build({ ...common, format: "esm", outfile: `${root}dist/index.js` });
-    await build({ ...browser, outfile: BROWSER_BUILD });
-    execFileSync(`${root}node_modules/.bin/tsc`, ["-p", `${root}tsconfig.json`, "--emitDeclarationOnly"], { stdio: "inherit" });
+    for (const [file, text] of Object.entries(await buildAll())) writeFileSync(dist(file), text);
   }
 }

@@ -1,6 +1,5 @@
 /** The limit a page may have in flight with `sendBeacon`/`keepalive` is 64 KiB; we stay under it. */
 const MAX_BODY_BYTES = 60 * 1024;
-const HEAD = '{"events":[';
 const TAIL = "]}";
 const MIN_HOLD_MS = 1000; // even a gateway answering "Retry-After: 0" in a loop is not hammered
 const MAX_HOLD_MS = 3_600_000; // setTimeout overflows past 2^31 ms; an hour then ask again
@@ -8,8 +7,8 @@ const DEFAULT_RETRY_AFTER_MS = 60_000; // a 429 without a usable Retry-After: th
 
 export interface QueueOptions {
   endpoint: string;
-  /** Names this page to the gateway's per-session limit (the first logger's session id). */
-  session: string;
+  /** The page's session id, for the gateway's per-session limit. */
+  session: () => string;
   batchSize: number;
   flushIntervalMs: number;
   maxQueue: number;
@@ -17,10 +16,12 @@ export interface QueueOptions {
 }
 
 /** One serialised event: serialised when logged, so later mutation of its context changes nothing. */
-interface Entry {
+export interface Entry {
   json: string;
   bytes: number;
-  /** The id of the batch it was first sent in: a retry resends that batch whole, under that id. */
+  /** The body up to its events: `{"app":…,"page":…,"events":[`; a batch only holds events with the same. */
+  head: string;
+  /** `session=…&batch=…` of the batch it was first sent in: a retry resends that batch whole, as it was. */
   batch?: string;
 }
 
@@ -38,7 +39,8 @@ export const uuid = (): string => {
 };
 
 const encoder = new TextEncoder();
-const body = (batch: Entry[]) => HEAD + batch.map((e) => e.json).join(",") + TAIL;
+const utf8 = (s: string) => encoder.encode(s).length;
+const body = (batch: Entry[]) => batch[0]!.head + batch.map((e) => e.json).join(",") + TAIL;
 
 /**
  * The batching queue of one endpoint, shared by every logger that sends there.
@@ -67,17 +69,26 @@ export class Queue {
     return this.entries.length;
   }
 
-  push(json: string): void {
-    const bytes = encoder.encode(json).length;
+  push(json: string, head: string): Entry | undefined {
+    const entry: Entry = { json, bytes: utf8(json), head };
     // A lone event over the request limit could never be sent (the gateway refuses far smaller).
-    if (bytes + HEAD.length + TAIL.length > MAX_BODY_BYTES) {
+    if (entry.bytes + utf8(head) + TAIL.length > MAX_BODY_BYTES) {
       this.dropped++;
       return;
     }
-    this.entries.push({ json, bytes });
+    this.entries.push(entry);
     this.trim();
     if (this.entries.length >= this.o.batchSize) void this.run();
     else this.schedule(this.o.flushIntervalMs);
+    return entry;
+  }
+
+  /** Rewrites an event that has not left yet (a repeated error's count); false once it has. */
+  update(entry: Entry, json: string): boolean {
+    if (entry.batch || !this.entries.includes(entry)) return false;
+    entry.json = json;
+    entry.bytes = utf8(json);
+    return true;
   }
 
   /** Sends everything pending (unless the gateway asked to wait); resolves when done. */
@@ -135,25 +146,25 @@ export class Queue {
 
   /** Session and batch ids go in the query string: sendBeacon cannot set headers. */
   private url(batch: Entry[]): string {
-    const sep = this.o.endpoint.includes("?") ? "&" : "?";
-    return `${this.o.endpoint}${sep}session=${encodeURIComponent(this.o.session)}&batch=${batch[0]!.batch}`;
+    return this.o.endpoint + (this.o.endpoint.includes("?") ? "&" : "?") + batch[0]!.batch;
   }
 
   /**
    * A batch sent before and requeued, whole and under its id, so the gateway can tell a retry;
-   * else up to a batch of the oldest entries whose request body stays under MAX_BODY_BYTES.
+   * else up to a batch of the oldest entries with the same head whose request body stays under
+   * MAX_BODY_BYTES.
    */
   private take(): Entry[] {
-    const retry = this.entries[0]?.batch;
+    const { batch: retry, head } = this.entries[0]!;
     let n = 0;
-    let bytes = HEAD.length + TAIL.length - 1;
+    let bytes = utf8(head) + TAIL.length - 1;
     for (const e of this.entries) {
-      if (retry ? e.batch !== retry : n === this.o.batchSize || bytes + e.bytes + 1 > MAX_BODY_BYTES) break;
+      if (retry ? e.batch !== retry : n === this.o.batchSize || e.head !== head || bytes + e.bytes + 1 > MAX_BODY_BYTES) break;
       bytes += e.bytes + 1;
       n++;
     }
     const batch = this.entries.splice(0, n);
-    const id = retry ?? uuid();
+    const id = retry ?? `session=${encodeURIComponent(this.o.session())}&batch=${uuid()}`;
     for (const e of batch) e.batch = id;
     return batch;
   }

@@ -198,5 +198,25 @@ describe("the client in Chromium against the gateway", () => {
     expect(requests.map((r) => r.events)).toEqual([3]);
     await page.waitForFunction(() => document.querySelector("#sent")?.textContent?.includes("204"));
     expect(errors).toEqual([]);
+
+    // The two bugs on purpose: an uncaught exception and an unhandled rejection, captured.
+    await page.getByRole("button", { name: /throw/i }).click();
+    await page.getByRole("button", { name: /reject/i }).click();
+    await page.getByRole("button", { name: /flush/i }).click();
+    const captured = (await gw.waitForEvents(5)).slice(3);
+    expect(captured.map((e) => [e.level, e.scope, e.message])).toEqual([
+      ["error", "window", "Uncaught TypeError: Cannot read properties of undefined (reading 'percent')"],
+      ["error", "window", "Uncaught (in promise) Error: cart service unavailable"],
+    ]);
+    const sent = JSON.parse(requests[1]!.body);
+    expect(sent.app).toEqual({ name: "demo", version: "1.0.0", environment: "local" });
+    expect(sent.events[0].exception.stacktrace).toMatch(/at HTMLButtonElement\.applyDiscount /);
+    expect(sent.events[1].exception.stacktrace).toMatch(/at loadCart [^]*\nCaused by: Error: HTTP 503 from \/api\/cart/);
+    // What was sent is shown on the page, exception included.
+    await page.waitForFunction(() => document.querySelector("#sent")?.textContent?.includes("cart service unavailable"));
+    expect(errors).toEqual([
+      "pageerror: Cannot read properties of undefined (reading 'percent')",
+      "pageerror: cart service unavailable",
+    ]);
   });
 });

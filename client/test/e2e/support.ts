@@ -146,7 +146,7 @@ export class PageServer {
 
 const page = (body: string) => `<!doctype html><meta charset="utf-8"><title>client-telemetry e2e</title>${body}`;
 
-// The page's logger, configured from the query string: endpoint, batchSize, interval.
+// The page's logger, configured from the query string: endpoint, batchSize, interval, app.
 const start = (api: string) => `
   const p = new URLSearchParams(location.search);
   window.telemetry = ${api}.createLogger({
@@ -154,10 +154,14 @@ const start = (api: string) => `
     endpoint: p.get("endpoint"),
     batchSize: Number(p.get("batchSize")) || undefined,
     flushIntervalMs: Number(p.get("interval")) || undefined,
+    app: { name: p.get("app") || undefined, version: p.get("version") || undefined, environment: p.get("env") || undefined },
   });
   window.logMany = (count, from = 0) => {
     for (let i = from; i < from + count; i++) telemetry.info("event " + i, { i });
-  };`;
+  };
+  // An uncaught error and an unhandled rejection, each thrown by a named function of the page.
+  window.crash = () => setTimeout(function placeOrder() { const order = null; return order.total; });
+  window.rejectLater = () => { (async function loadCart() { throw new RangeError("cart service down"); })(); };`;
 
 export function launchChromium(): Promise<Browser> {
   return chromium.launch({

@@ -1,79 +1,29 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+// The transport: batching, leaving the page, request size, 429, retries, ids, bounds, settings.
+import { describe, expect, it, vi } from "vitest";
 import type * as Client from "../../src/index";
-import type { LoggerOptions, TelemetryEvent } from "../../src/index";
+import {
+  answer,
+  bytes,
+  client,
+  endpoint,
+  eventsOf,
+  logger,
+  logMany,
+  messages,
+  networkError,
+  pagehide,
+  param,
+  requests,
+  responses,
+  sent,
+  setEndpoint,
+  settle,
+  setVisibility,
+  target,
+  useHarness,
+} from "./harness";
 
-// Every request the client makes, in order, whichever way it went.
-interface Sent {
-  via: "fetch" | "beacon";
-  url: string;
-  body: string;
-  init?: RequestInit;
-}
-
-let client: typeof Client;
-let sent: Sent[];
-let responses: Array<() => Promise<Response>>; // answers for the next fetches; then 204
-let endpoint: string;
-let n = 0;
-
-const answer = (status: number, headers: Record<string, string> = {}) => () =>
-  Promise.resolve(new Response(status === 204 ? null : "{}", { status, headers }));
-const networkError = () => Promise.reject(new TypeError("Failed to fetch"));
-
-/** The endpoint a request went to, and the ids in its query string. */
-const target = (s: Sent) => s.url.split("?")[0];
-const param = (s: Sent, name: string) => new URL(s.url, "https://page.test").searchParams.get(name);
-/** Requests to this test's endpoint (queues of earlier tests still listen on the shared window). */
-const requests = () => sent.filter((s) => target(s) === endpoint);
-const eventsOf = (s: Sent): TelemetryEvent[] => JSON.parse(s.body).events;
-const messages = (s: Sent) => eventsOf(s).map((e) => e.message);
-const bytes = (s: string) => new TextEncoder().encode(s).length;
-
-function logger(options: Partial<LoggerOptions> = {}) {
-  return client.createLogger({ scope: "checkout-form", endpoint, ...options });
-}
-function logMany(log: Client.Logger, count: number, from = 0) {
-  for (let i = from; i < from + count; i++) log.info(`event ${i}`, { i });
-}
-function setVisibility(state: DocumentVisibilityState) {
-  Object.defineProperty(document, "visibilityState", { value: state, configurable: true });
-  document.dispatchEvent(new Event("visibilitychange"));
-}
-const pagehide = () => window.dispatchEvent(new Event("pagehide"));
-/** Lets pending responses settle without moving the clock. */
-const settle = () => vi.advanceTimersByTimeAsync(0);
-
-beforeEach(async () => {
-  vi.useFakeTimers();
-  vi.resetModules();
-  client = await import("../../src/index");
-  endpoint = `https://gateway.test/api/client-telemetry/${++n}`;
-  sent = [];
-  responses = [];
-  vi.stubGlobal(
-    "fetch",
-    vi.fn((url: string, init: RequestInit) => {
-      sent.push({ via: "fetch", url, body: init.body as string, init });
-      return (responses.shift() ?? answer(204))();
-    }),
-  );
-  vi.spyOn(navigator, "sendBeacon").mockImplementation((url, data) => {
-    sent.push({ via: "beacon", url: String(url), body: data as string });
-    return true;
-  });
-  for (const method of ["log", "info", "warn", "error", "debug"] as const) vi.spyOn(console, method);
-  Object.defineProperty(document, "visibilityState", { value: "visible", configurable: true });
-});
-
-afterEach(() => {
-  // No console output, ever, in any test.
-  for (const method of ["log", "info", "warn", "error", "debug"] as const) expect(console[method]).not.toHaveBeenCalled();
-  vi.clearAllTimers();
-  vi.useRealTimers();
-  vi.unstubAllGlobals();
-  vi.unstubAllEnvs();
-  vi.restoreAllMocks();
-});
+useHarness();
 
 describe("batching", () => {
   it("sends nothing until the batch is full or the interval elapses", async () => {
@@ -115,15 +65,14 @@ describe("batching", () => {
     expect(navigator.sendBeacon).not.toHaveBeenCalled();
   });
 
-  it("writes the gateway's wire format exactly", async () => {
+  it("writes each event in the gateway's wire format", async () => {
     vi.setSystemTime(new Date("2025-01-15T10:30:45.123Z"));
     const log = logger({ requestId: "request-xyz789" });
     log.warn("User clicked pay", { action: "button_click" });
     logger({ scope: "bare" }).error("no context");
     await log.flush();
-    const body = JSON.parse(requests()[0]!.body);
-    expect(Object.keys(body)).toEqual(["events"]);
-    expect(body.events[0]).toEqual({
+    const { events } = JSON.parse(requests()[0]!.body);
+    expect(events[0]).toEqual({
       level: "warn",
       scope: "checkout-form",
       sessionId: log.sessionId,
@@ -132,14 +81,7 @@ describe("batching", () => {
       requestId: "request-xyz789",
       context: { action: "button_click" },
     });
-    expect(Object.keys(body.events[1])).toEqual(["level", "scope", "sessionId", "message", "timestamp"]);
-  });
-
-  it("gives every logger its own random session id", () => {
-    const a = logger().sessionId;
-    const b = logger().sessionId;
-    expect(a).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
-    expect(b).not.toBe(a);
+    expect(Object.keys(events[1])).toEqual(["level", "scope", "sessionId", "message", "timestamp"]);
   });
 });
 
@@ -357,7 +299,7 @@ describe("session and batch ids", () => {
   });
 
   it("keeps an endpoint's own query string", async () => {
-    endpoint = `${endpoint}?key=k-123`;
+    setEndpoint(`${endpoint}?key=k-123`);
     const sentTo = () => sent.filter((s) => s.url.startsWith(endpoint));
     logMany(logger(), 20);
     expect(sentTo()).toHaveLength(1);
@@ -429,7 +371,7 @@ describe("one queue per endpoint", () => {
 
 describe("configuration", () => {
   it("defaults to /api/client-telemetry, batches of 20, a 2 s interval", async () => {
-    endpoint = "/api/client-telemetry";
+    setEndpoint("/api/client-telemetry");
     const log = client.createLogger({ scope: "s" });
     logMany(log, 19);
     await vi.advanceTimersByTimeAsync(1999);
@@ -441,7 +383,7 @@ describe("configuration", () => {
   });
 
   it("takes its defaults from NEXT_PUBLIC_CLIENT_TELEMETRY_*", async () => {
-    endpoint = "/from-env";
+    setEndpoint("/from-env");
     vi.stubEnv("NEXT_PUBLIC_CLIENT_TELEMETRY_ENDPOINT", endpoint);
     vi.stubEnv("NEXT_PUBLIC_CLIENT_TELEMETRY_BATCH_SIZE", "3");
     vi.stubEnv("NEXT_PUBLIC_CLIENT_TELEMETRY_FLUSH_INTERVAL_MS", "500");
