@@ -4,6 +4,7 @@
 //! close, in-flight requests finish within the grace period, then the servers stop.
 
 use std::{
+    future::Future,
     sync::{
         Arc, OnceLock,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -68,15 +69,15 @@ pub struct ShutdownSettings {
     pub grace: Duration,
 }
 
-/// Drains `servers` on the first SIGTERM/SIGINT; returns when the listeners began to close (the
-/// grace period counts from there), once that is known.
-pub fn drain_on_signal(
+/// Drains `servers` once `signal` resolves; returns when the listeners began to close (the grace
+/// period counts from there), once that is known.
+pub fn drain_on(
+    signal: impl Future<Output = &'static str> + 'static,
     lifecycle: Lifecycle,
     settings: ShutdownSettings,
     servers: Vec<ServerHandle>,
     log: Logger,
 ) -> Arc<OnceLock<Instant>> {
-    let signal = shutdown_signal();
     let closing = Arc::new(OnceLock::new());
     let closing_at = closing.clone();
     actix_web::rt::spawn(async move {
@@ -99,7 +100,7 @@ pub fn drain_on_signal(
 
 /// Installs the handlers at once, so a signal sent as soon as "listening" is printed is not lost
 /// (before they are installed, SIGINT/SIGTERM kill the process), and resolves on the first one.
-fn shutdown_signal() -> impl std::future::Future<Output = &'static str> {
+pub fn shutdown_signal() -> impl Future<Output = &'static str> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");

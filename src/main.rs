@@ -9,7 +9,7 @@ use client_telemetry::{
 };
 
 /// Requests allocate on workers and free on the log writer and exporter threads; mimalloc handles
-/// that cross-thread traffic better than glibc (measured: see the benchmark notes in the README).
+/// that cross-thread traffic better than glibc (docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

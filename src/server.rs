@@ -55,6 +55,8 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     });
     let health_state = Data::new(HealthState { limiter: limiter.clone(), metrics, lifecycle: lifecycle.clone() });
 
+    // Before "listening" is printed: a signal sent as soon as it is must not kill the process.
+    let signal = lifecycle::shutdown_signal();
     let (ingest_server, addr) = ingest_server(&settings, ingest_state, health_state.clone())?;
     let admin_server = match &settings.admin_bind {
         Some(bind) => Some(admin_server(bind, health_state)?),
@@ -71,7 +73,7 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     let admin_server = admin_server.map(|(server, _)| server);
     let handles = std::iter::once(ingest_server.handle()).chain(admin_server.as_ref().map(Server::handle)).collect();
     let closing =
-        lifecycle::drain_on_signal(lifecycle.clone(), settings.shutdown.clone(), handles, logs.service.clone());
+        lifecycle::drain_on(signal, lifecycle.clone(), settings.shutdown.clone(), handles, logs.service.clone());
     let admin_task = admin_server.map(actix_web::rt::spawn);
     ingest_server.await?;
     if let Some(task) = admin_task {

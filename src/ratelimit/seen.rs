@@ -1,9 +1,8 @@
 //! Batch ids accepted within the de-duplication window, on this replica.
 //!
-//! Ids are kept as keyed 64-bit hashes in slices of a quarter window, oldest first. Measured as peak
-//! RSS in the bench's `memory+sessions+dedup` (about 88,000 ids), an id costs under 70 bytes, where a
-//! moka entry took about 275: 27.7 against 51.9 MB. A replica taking 16,000 batches a second for a
-//! 60 s window (about a million ids) stays at tens of megabytes, not hundreds.
+//! Ids are kept as keyed 64-bit hashes in slices of a quarter window, oldest first: a few times
+//! smaller than a cache entry per id (figures in docs/benchmarks.md), so a busy replica's window of
+//! ids stays at tens of megabytes.
 //! An id is remembered for the window and at most a quarter more. The hash key is random per
 //! process, so nobody can aim a collision at another client's batch. Past `max_ids` the oldest
 //! slice goes early: a retry may then be logged twice (at least once, never lost).

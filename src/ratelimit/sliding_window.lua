@@ -14,7 +14,7 @@
 --
 -- The running count makes a call cost the same however many sub-windows a key holds: only the
 -- sub-windows that left the window since the last call are read (window.rs pops them off the front
--- of its queue the same way). Reading every field each call cost twice the Redis CPU for a busy key.
+-- of its queue the same way), not every field of a busy key.
 --
 -- Lua numbers are doubles: integers are exact up to 2^53 (microsecond timestamps are about 2^51),
 -- but tostring() keeps only 14 digits and a / b may round up to the next integer. So fields are

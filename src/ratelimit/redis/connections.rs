@@ -2,8 +2,8 @@
 //!
 //! Calls a worker makes at the same time share a connection, so the client pipelines them (one write
 //! and one read for many) and the connection's I/O stays on the worker's own runtime, with no
-//! hand-off to another thread. That is why this is not a pool of exclusive connections: checking one
-//! out per call gave each call its own write, read and wake-up of a connection task on any thread.
+//! hand-off to another thread. That is why this is not a pool of exclusive connections, which gives
+//! each call its own write, read and wake-up of a connection task on any thread.
 //! A connection that fails or misses a deadline is replaced on its next use (unless it repairs
 //! itself: see `Connector::replaces_after`). The same holds whatever the connections are made to.
 
