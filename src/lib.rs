@@ -10,6 +10,7 @@ pub mod health;
 pub mod ingest;
 pub mod observability;
 pub mod ratelimit;
+pub mod redact;
 pub mod scrub;
 pub mod server;
 pub mod settings;

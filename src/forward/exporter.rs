@@ -27,6 +27,7 @@ use super::{
     queue,
     settings::{ForwardSettings, Protocol},
 };
+use crate::redact::redact_url;
 
 /// Backoff doubles up to this (or the initial backoff, if larger).
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -184,7 +185,7 @@ impl Sender {
                 Err(error) => error.to_string(),
             };
             warn!(self.log, "otlp export failed"; "error" => error, "failed_events" => failed,
-                "endpoint" => &self.endpoint, "failed_events_since_last_line" => suppressed);
+                "endpoint" => %redact_url(&self.endpoint), "failed_events_since_last_line" => suppressed);
         }
     }
 
