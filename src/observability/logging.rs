@@ -360,6 +360,23 @@ mod tests {
         assert_eq!(dropped.get(), 0);
     }
 
+    /// slog filters levels at compile time too (by default debug and trace in release builds, trace
+    /// in debug builds): every level the setting accepts must reach the run-time filter.
+    #[test]
+    fn every_level_the_log_level_setting_accepts_is_written() {
+        let out = Captured::default();
+        let dropped = IntCounter::new("d", "d").unwrap();
+        let (logs, writer) = init_logs_to(out.clone(), Level::Trace, 1 << 20, dropped);
+        slog::trace!(logs.service, "t");
+        slog::debug!(logs.service, "d");
+        slog::info!(logs.service, "i");
+        writer.finish();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let levels: Vec<String> =
+            text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["level"].to_string()).collect();
+        assert_eq!(levels, [r#""trace""#, r#""debug""#, r#""info""#], "{text}");
+    }
+
     fn futures_executor_block_on<F: std::future::Future>(future: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
     }
