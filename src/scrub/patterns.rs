@@ -124,8 +124,7 @@ pub(super) fn builtin() -> Vec<(Kind, String)> {
         ),
         // A Cookie header's pairs, all of them (the names of session cookies say little alone).
         (Kind::Secret, format!(r#"{B}(?i:set-cookie|cookie)["']?[ \t]*:[ \t]*["']?[^\s=;:"',]+=[^\r\n"]*"#)),
-        // Letters of any script (internationalised addresses), and `%40` for a URL-encoded `@`.
-        (Kind::Email, r"[\p{L}\p{M}\p{N}._%+-]+(?:@|%40)(?:[\p{L}\p{M}\p{N}-]+\.)+[\p{L}\p{M}]{2,}".to_string()),
+        (Kind::Email, email()),
         (Kind::Iban, format!(r"{B}[A-Z]{{2}}[0-9]{{2}}(?: ?[A-Z0-9]){{11,30}}{B}")),
         (Kind::Card, format!(r"{B}[2-6][0-9](?:[ -]?[0-9]){{11,17}}{B}")),
         // Groups split by dots or by several spaces: a first group of four, then groups of three to six.
@@ -144,6 +143,15 @@ pub(super) fn builtin() -> Vec<(Kind, String)> {
             .join("|"),
         ),
     ]
+}
+
+/// Letters of any script (internationalised addresses), and `%40` for a URL-encoded `@`. Scripts
+/// written without spaces (Chinese, Japanese, Thai, …) do not run into other letters, and an ASCII
+/// top-level domain ends at a word boundary: `連絡先はjane@example.comです` loses the address only.
+fn email() -> String {
+    let unspaced = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}ー";
+    let local = format!(r"(?:[[\p{{L}}\p{{M}}\p{{N}}._%+-]--[{unspaced}]]+|[{unspaced}\p{{N}}._%+-]+)");
+    format!(r"{local}(?:@|%40)(?:[\p{{L}}\p{{M}}\p{{N}}-]+\.)+(?:[A-Za-z]{{2,}}(?-u:\b)|[\p{{L}}\p{{M}}]{{2,}})")
 }
 
 /// Only an address's shape is a candidate: eight groups, six and an IPv4 tail, or a `::`

@@ -360,6 +360,9 @@ fn international_and_url_encoded_email_addresses_are_redacted_whole() {
     );
     let (out, _) = scrub("GET /unsubscribe?to=jane%40example.com&x=1");
     assert_eq!(out, "GET /unsubscribe?to=[REDACTED:email]&x=1");
+    // In text written without spaces, the words around an address stay.
+    let (out, _) = scrub("連絡先はjane@example.comです");
+    assert_eq!(out, "連絡先は[REDACTED:email]です");
     assert_untouched(&["Grüße aus München", "react@18.2.0", "100%40 done", "@scope/pkg@1.0.0", "user@localhost"]);
 }
 
