@@ -173,6 +173,32 @@ mod tests {
     }
 
     #[test]
+    fn a_limited_session_is_not_evicted_by_a_stream_of_one_shot_sessions() {
+        let defaults = Settings::from_vars([]).unwrap().rate_limit;
+        let l = MemoryLimiter::new(&RateLimitSettings {
+            window: Duration::from_secs(60),
+            max_requests: 1_000_000,
+            session_max_requests: Some(1),
+            memory_max_keys: 4,
+            ..defaults
+        });
+        let session = |id: u32| {
+            let Keys { ip, .. } = key(0);
+            Keys { session: Some(LimitKey::Session(ip.ip(), id.to_string().into())), ip, batch: None }
+        };
+        let t = 10_000_000;
+        assert!(l.check_at(&session(0), t).allowed);
+        assert!(!l.check_at(&session(0), t).allowed);
+        for i in 1..20_000 {
+            assert!(l.check_at(&session(i), t + u64::from(i)).allowed);
+            if i % 2000 == 0 {
+                l.windows.run_pending_tasks();
+                assert!(!l.check_at(&session(0), t + u64::from(i)).allowed, "limited session let through after {i}");
+            }
+        }
+    }
+
+    #[test]
     fn an_ip_spray_stays_under_the_cap() {
         let l = limiter(1000);
         for i in 0..50_000 {
