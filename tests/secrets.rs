@@ -2,7 +2,12 @@
 //! log lines, start-up errors, `/readyz` or `/metrics`, whether the URL is valid or not.
 mod support;
 
-use std::{process::Command, time::Duration};
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpListener,
+    process::Command,
+    time::Duration,
+};
 
 use support::{BIN, Gateway, batch, free_port, wait_until};
 
@@ -84,5 +89,55 @@ fn invalid_urls_with_credentials_are_refused_without_echoing_them() {
         assert!(stderr.contains("***"), "the error shows the masked URL: {stderr}");
         assert_no_secret("stderr", &stderr);
         assert_no_secret("stdout", &stdout);
+    }
+}
+
+/// A proxy in front of the collector that refuses the request and quotes it back, as some do.
+fn echoing_proxy() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line.trim().is_empty() {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let answer = format!("invalid credentials in {}", request_line.trim());
+            let mut stream = stream;
+            let head =
+                format!("HTTP/1.1 401 Unauthorized\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", answer.len());
+            let _ = stream.write_all(format!("{head}{answer}").as_bytes());
+        }
+    });
+    port
+}
+
+#[test]
+fn a_collector_answer_quoting_the_url_does_not_leak_its_credentials() {
+    let port = echoing_proxy();
+    let endpoint = format!("http://127.0.0.1:{port}/v1/logs?api_key=tok-query&tenant=t1");
+    let gateway = Gateway::start(&[
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", &endpoint),
+        ("CLIENT_TELEMETRY_OTLP_BATCH_DELAY_MS", "10"),
+    ]);
+    assert_eq!(gateway.post(&batch(1)).status, 204);
+    let failure = || gateway.log_lines().into_iter().find(|l| l["msg"] == "otlp export failed");
+    assert!(wait_until(Duration::from_secs(10), || failure().is_some()), "{:?}", gateway.log_lines());
+    let error = failure().unwrap()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("invalid credentials in POST /v1/logs?api_key=***&tenant=t1"), "{error}");
+    for line in gateway.log_lines() {
+        assert_no_secret("stdout", &line.to_string());
     }
 }
