@@ -46,10 +46,31 @@ pub fn ingest_body(data: &[u8]) {
     }
 }
 
-/// The scrubber on arbitrary text: never panics, copies only when it redacts, and leaves a marker
-/// for every redaction it counts.
+/// One of each shape the scrubber must catch, each alone on a line: no pattern crosses a line break,
+/// so whatever text surrounds it, it is redacted.
+const SECRET_LINES: &[&str] = &[
+    "4111 1111 1111 1111",
+    "4111.1111.1111.1111",
+    "4111  1111  1111  1111",
+    "4.111111111111111e15",
+    "jürgen.müller@bücher.de",
+    "jane.doe%40example.com",
+    "Authorization: Token abcdef",
+    "bearer abcdefghijklmnopqrstuvwx",
+    "Cookie: sid=abc; theme=dark",
+    "password=hunter2",
+];
+
+/// The scrubber on arbitrary text: never panics, copies only when it redacts, leaves a marker
+/// for every redaction it counts, and redacts a known secret put on its own line in the text.
 pub fn scrub_text(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
+    let secret = SECRET_LINES[data.len() % SECRET_LINES.len()];
+    let mut redactions = Redactions::default();
+    let with_secret = format!("{text}\n{secret}\n{text}");
+    let scrubbed = setup().1.scrub_text(&with_secret, &mut redactions);
+    assert!(!scrubbed.contains(&format!("\n{secret}\n")), "{secret:?} survived in {with_secret:?}");
+
     let mut redactions = Redactions::default();
     let scrubbed = setup().1.scrub_text(text, &mut redactions);
     match &scrubbed {

@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod lifecycle;
 pub mod observability;
 pub mod ratelimit;
+pub mod redact;
 pub mod scrub;
 pub mod server;
 pub mod settings;

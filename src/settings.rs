@@ -15,6 +15,7 @@ use crate::forward::{ForwardSettings, RawForward};
 pub use crate::ingest::AccessSettings;
 pub use crate::ingest::BodyLimits;
 pub use crate::lifecycle::ShutdownSettings;
+use crate::redact::redact_url;
 pub use crate::scrub::ScrubSettings;
 use crate::scrub::{self, Kind};
 
@@ -533,18 +534,14 @@ fn redis_tls(ca: &str, cert: &str, key: &str) -> Result<crate::tls::TlsFiles, Se
 }
 
 /// `redis://` or `rediss://` (TLS), with optional user, password and database index.
-/// The password never appears in an error.
+/// The credentials never appear in an error (`redact_url`).
 fn redis_url(value: String) -> Result<String, SettingsError> {
-    let Some(mut url) = redis::parse_redis_url(&value).filter(|url| matches!(url.scheme(), "redis" | "rediss")) else {
+    let Some(url) = redis::parse_redis_url(&value).filter(|url| matches!(url.scheme(), "redis" | "rediss")) else {
         let reason = "expected redis://[user:password@]host:port[/db] or rediss://…";
-        let shown = if value.contains('@') { "(hidden: it may hold a password)" } else { &value };
-        return Err(invalid_key("redis_url", shown, reason));
+        return Err(invalid_key("redis_url", &redact_url(&value), reason));
     };
     if let Err(error) = redis::Client::open(url.as_str()) {
-        if url.password().is_some() {
-            let _ = url.set_password(Some("***"));
-        }
-        return Err(invalid_key("redis_url", url.as_str(), &error.to_string()));
+        return Err(invalid_key("redis_url", &redact_url(&value), &error.to_string()));
     }
     Ok(value)
 }

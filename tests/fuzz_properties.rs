@@ -64,6 +64,18 @@ const INTERESTING: &[&[u8]] = &[
     b"DE89370400440532013000",
     b"password=",
     b"+1 415 555 0100",
+    b"4.111111111111111e15",
+    b"-4111111111111111.0",
+    b"4111.1111.1111.1111",
+    b"4111  1111  1111",
+    b"\xc3\xbc@b\xc3\xbccher.de",
+    b"%40",
+    b"Authorization: Token ",
+    b"bearer ",
+    b"Cookie: a=b; ",
+    b"\"password\":123456",
+    b"1.2.3.4",
+    b"0.1234",
 ];
 
 /// One to four edits: flip a bit, insert a token, delete or duplicate a span, truncate.

@@ -1,9 +1,12 @@
 //! Per-client sliding-window limit (memory backend), as clients see it over HTTP.
 mod support;
 
-use std::time::{Duration, Instant};
+use std::{
+    io::Write,
+    time::{Duration, Instant},
+};
 
-use support::{Gateway, batch};
+use support::{Gateway, INGEST, batch, post_head, read_raw_response};
 
 fn limited(window_ms: &str, max: &str, trusted: bool) -> Gateway {
     let mut env =
@@ -143,6 +146,33 @@ fn an_invalid_session_id_is_a_clear_400_that_costs_no_quota() {
         assert!(error.starts_with("invalid session id: use 1 to 128 characters"), "{error}");
     }
     assert_eq!(from_session(&gateway, "ok").status, 204, "nothing was spent");
+}
+
+/// `?session=a&session=b` names two sessions: refused, naming the parameter, instead of dropping both.
+#[test]
+fn an_id_given_twice_is_a_400_naming_the_parameter() {
+    let gateway = Gateway::start(&[
+        ("CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS", "1"),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_SESSION_MAX_REQUESTS", "1"),
+        ("CLIENT_TELEMETRY_DEDUP_WINDOW_MS", "60000"),
+    ]);
+    for (query, what) in [("session=a&session=b", "session"), ("batch=b-1&x=1&batch=b-2", "batch")] {
+        let reply = gateway.post_to(&gateway.url(&format!("{INGEST}?{query}")), &batch(1));
+        assert_eq!(reply.status, 400, "{query}");
+        let error = reply.json()["error"].as_str().unwrap().to_string();
+        assert!(error.starts_with(&format!("the `{what}` query parameter")), "{error}");
+    }
+    for header in ["X-Session-Id", "X-Batch-Id"] {
+        let body = batch(1);
+        let head = post_head(&format!("{header}: a\r\n{header}: b\r\nContent-Length: {}\r\n", body.len()));
+        let mut stream = std::net::TcpStream::connect(gateway.addr).unwrap();
+        stream.write_all(format!("{head}{body}").as_bytes()).unwrap();
+        let reply = read_raw_response(&mut stream).expect("an answer");
+        assert_eq!(reply.status, 400, "{header} twice");
+        assert!(reply.body.contains("given more than once"), "{}", reply.body);
+    }
+    assert_eq!(gateway.post_to(&gateway.url(&format!("{INGEST}?session=a&batch=b-1")), &batch(1)).status, 204);
+    assert_eq!(gateway.wait_for_events(1).len(), 1, "the refused requests cost no quota and logged nothing");
 }
 
 #[test]

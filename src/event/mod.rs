@@ -169,15 +169,14 @@ fn text_field(name: &str, value: &str, max_bytes: usize, required: bool) -> Resu
     Ok(())
 }
 
+/// Nanoseconds since 1970 in 64 bits, as OTLP carries them: 1970-01-01T00:00:00Z to
+/// 2554-07-21T23:34:33.709551615Z, the range the message states.
 fn parse_timestamp(value: &str) -> Result<u64, Invalid> {
-    let invalid = || {
-        Invalid::new(
-            Reason::InvalidTimestamp,
-            format!("`timestamp` {value:?} is not an RFC 3339 time after 1970, e.g. 2025-01-15T10:30:45.123Z"),
-        )
-    };
-    let time = OffsetDateTime::parse(value, &Rfc3339).map_err(|_| invalid())?;
-    u64::try_from(time.unix_timestamp_nanos()).map_err(|_| invalid())
+    let invalid = |reason: &str| Invalid::new(Reason::InvalidTimestamp, format!("`timestamp` {value:?} {reason}"));
+    let time = OffsetDateTime::parse(value, &Rfc3339)
+        .map_err(|_| invalid("is not an RFC 3339 time, e.g. 2025-01-15T10:30:45.123Z"))?;
+    u64::try_from(time.unix_timestamp_nanos())
+        .map_err(|_| invalid("is out of range: from 1970-01-01T00:00:00Z to 2554-07-21T23:34:33Z"))
 }
 
 fn parse_context<'a>(raw: &'a RawValue, limits: &Limits) -> Result<&'a RawValue, Invalid> {
@@ -409,6 +408,27 @@ mod tests {
             let (got, message) = reason_of(&json);
             assert_eq!(got, reason, "{json}: {message}");
             assert!(message.contains(needle), "{message:?} should mention {needle:?}");
+        }
+    }
+
+    /// OTLP carries 64-bit nanoseconds since 1970: the message states that range, both of its ends.
+    #[test]
+    fn timestamps_are_accepted_over_the_whole_range_otlp_carries_and_the_bound_is_stated() {
+        let limits = crate::settings::Settings::from_vars(Vec::new()).unwrap().limits;
+        for (time, nanos) in [
+            ("1970-01-01T00:00:00Z", 0),
+            ("2554-07-21T23:34:33.709551615Z", u64::MAX),
+            ("2554-07-21T23:34:33.709551615+00:00", u64::MAX),
+        ] {
+            let json = VALID.replace("2025-01-15T10:30:45.123Z", time);
+            let event = parse_event(&json, &limits).unwrap();
+            assert_eq!(event.time_unix_nano, nanos, "{time}");
+        }
+        for time in ["2554-07-21T23:34:33.709551616Z", "9999-12-31T23:59:59Z", "1969-12-31T23:59:59Z"] {
+            let (reason, message) = reason_of(&VALID.replace("2025-01-15T10:30:45.123Z", time));
+            assert_eq!(reason, Reason::InvalidTimestamp);
+            assert!(message.contains("from 1970-01-01T00:00:00Z to 2554-07-21T23:34:33Z"), "{message}");
+            assert!(!message.contains("after 1970"), "{message}");
         }
     }
 

@@ -27,6 +27,7 @@ use super::{
     queue,
     settings::{ForwardSettings, Protocol},
 };
+use crate::redact::{hide, redact_url, url_secrets};
 
 /// Backoff doubles up to this (or the initial backoff, if larger).
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -121,6 +122,8 @@ impl Batcher {
 struct Sender {
     client: awc::Client,
     endpoint: String,
+    /// The endpoint's credentials, hidden from failure lines (a proxy may echo the URL).
+    endpoint_secrets: Vec<String>,
     encoder: Arc<Encoder>,
     protocol: Protocol,
     timeout: Duration,
@@ -150,6 +153,7 @@ impl Sender {
         Self {
             client: client.finish(),
             endpoint: settings.endpoint.clone(),
+            endpoint_secrets: url_secrets(&settings.endpoint),
             encoder,
             protocol: settings.protocol,
             timeout: settings.timeout,
@@ -188,8 +192,8 @@ impl Sender {
                 Ok(_) => "the collector refused some records (partial success)".to_string(),
                 Err(error) => error.to_string(),
             };
-            warn!(self.log, "otlp export failed"; "error" => error, "failed_events" => failed,
-                "endpoint" => &self.endpoint, "failed_events_since_last_line" => suppressed);
+            warn!(self.log, "otlp export failed"; "error" => %hide(&error, &self.endpoint_secrets), "failed_events" => failed,
+                "endpoint" => %redact_url(&self.endpoint), "failed_events_since_last_line" => suppressed);
         }
     }
 

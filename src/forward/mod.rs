@@ -37,7 +37,7 @@ pub use settings::{ForwardSettings, Protocol, RawForward};
 use slog::{Logger, info, warn};
 use tokio::{sync::Notify, task::JoinHandle};
 
-use crate::{event::Event, observability::Metrics};
+use crate::{event::Event, observability::Metrics, redact::redact_url};
 
 /// One log line at most per this period for each kind of forwarding trouble.
 const LOG_PERIOD: Duration = Duration::from_secs(10);
@@ -51,7 +51,7 @@ pub fn start(settings: Option<&ForwardSettings>, metrics: &Metrics, log: &Logger
     let encoder = Arc::new(otlp::Encoder::new(&settings.resource, settings.protocol, settings.gzip));
     let shutdown = Arc::new(Notify::new());
     let task = exporter::spawn(settings, encoder.clone(), receiver, shutdown.clone(), metrics.clone(), log.clone());
-    info!(log, "otlp forwarding on"; "endpoint" => &settings.endpoint, "protocol" => ?settings.protocol,
+    info!(log, "otlp forwarding on"; "endpoint" => %redact_url(&settings.endpoint), "protocol" => ?settings.protocol,
         "gzip" => settings.gzip, "batch_size" => settings.batch_size, "queue_capacity" => settings.queue_capacity);
     let overflow = Arc::new(LogEvery::new(LOG_PERIOD));
     let forwarder = Forwarder { queue, encoder, metrics: metrics.clone(), overflow, log: log.clone() };

@@ -14,7 +14,7 @@ use actix_web::http::{
 use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Deserializer};
 
-use crate::settings::SettingsError;
+use crate::{redact::redact_url, settings::SettingsError};
 
 #[derive(Debug, Clone)]
 pub struct ForwardSettings {
@@ -231,7 +231,11 @@ impl RawForward {
         };
         match url.parse::<Uri>() {
             Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some() => Ok(Some(url)),
-            _ => Err(invalid(name, value, "expected an http:// or https:// URL, e.g. http://localhost:4318/v1/logs")),
+            _ => Err(invalid(
+                name,
+                &redact_url(value),
+                "expected an http:// or https:// URL, e.g. http://localhost:4318/v1/logs",
+            )),
         }
     }
 

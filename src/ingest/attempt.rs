@@ -5,7 +5,6 @@
 use std::net::Ipv4Addr;
 
 use actix_web::{HttpRequest, web};
-use serde::Deserialize;
 
 use super::response::IngestError;
 use crate::{
@@ -16,10 +15,29 @@ use crate::{
 pub const SESSION_HEADER: &str = "x-session-id";
 pub const BATCH_HEADER: &str = "x-batch-id";
 
-#[derive(Deserialize, Default)]
+/// The ids named in the query string. Given twice, an id is ambiguous: refused, not guessed.
+#[derive(Default)]
 struct IdParams {
-    session: Option<String>,
-    batch: Option<String>,
+    session: Option<Result<String, Twice>>,
+    batch: Option<Result<String, Twice>>,
+}
+
+struct Twice;
+
+impl IdParams {
+    fn parse(query: &str) -> Self {
+        let mut params = IdParams::default();
+        let pairs = web::Query::<Vec<(String, String)>>::from_query(query).map(|q| q.0).unwrap_or_default();
+        for (name, value) in pairs {
+            let slot = match name.as_str() {
+                "session" => &mut params.session,
+                "batch" => &mut params.batch,
+                _ => continue,
+            };
+            *slot = Some(if slot.is_some() { Err(Twice) } else { Ok(value) });
+        }
+        params
+    }
 }
 
 pub fn attempt(
@@ -33,22 +51,27 @@ pub fn attempt(
     if !sessions && !dedup {
         return Ok(Attempt { client, session: None, batch: None });
     }
-    let query = if request.query_string().is_empty() {
-        IdParams::default()
-    } else {
-        web::Query::<IdParams>::from_query(request.query_string()).map(|q| q.0).unwrap_or_default()
-    };
-    let named = |header: &str, param: Option<String>| {
-        let value = request.headers().get(header).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-        value.or(param)
+    let query =
+        if request.query_string().is_empty() { IdParams::default() } else { IdParams::parse(request.query_string()) };
+    // The header first; the query parameter for `sendBeacon`. Either one given twice is refused.
+    let named = |what: &'static str, header: &str, param: Option<Result<String, Twice>>| {
+        let mut values = request.headers().get_all(header);
+        let value = values.next().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let twice = IngestError::DuplicateId { what };
+        match (value, param) {
+            (Some(_), _) if values.next().is_some() => Err(twice),
+            (Some(value), _) => Ok(Some(value)),
+            (None, Some(Err(Twice))) => Err(twice),
+            (None, param) => Ok(param.and_then(Result::ok)),
+        }
     };
     let max = max_id_bytes;
     let session = match sessions {
-        true => named(SESSION_HEADER, query.session).map(|id| valid_id("session", id, max)).transpose()?,
+        true => named("session", SESSION_HEADER, query.session)?.map(|id| valid_id("session", id, max)).transpose()?,
         false => None,
     };
     let batch = match dedup {
-        true => named(BATCH_HEADER, query.batch).map(|id| valid_id("batch", id, max)).transpose()?,
+        true => named("batch", BATCH_HEADER, query.batch)?.map(|id| valid_id("batch", id, max)).transpose()?,
         false => None,
     };
     Ok(Attempt { client, session, batch })

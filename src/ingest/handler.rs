@@ -11,6 +11,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, http::ConnectionType, 
 
 use super::IngestState;
 use super::{attempt, body, decode, event_log, response, response::IngestError};
+use crate::event::Event;
 
 pub async fn ingest(request: HttpRequest, payload: web::Payload, state: web::Data<IngestState>) -> HttpResponse {
     let started = Instant::now();
@@ -84,21 +85,37 @@ async fn accept(
     // worker) until the writer has flushed them. If it cannot keep up, nothing is accepted: 503.
     // Past the deadline the lines may still be written later, so a retry can log them twice: under
     // a stuck log, at least once rather than never and rather than a request that hangs.
-    let written = match lines.ship() {
-        Ok(receipt) => actix_web::rt::time::timeout(state.log_write_timeout, receipt.written()).await.unwrap_or(false),
-        Err(_dropped) => false,
-    };
+    let Ok(receipt) = lines.ship() else { return Err(IngestError::LogUnavailable) };
+    // The lines are the writer's now, and it writes all it holds before the process exits: from
+    // here the events are settled even if this request is cancelled while it waits.
+    let settle = Settle { state, events: &batch.events };
+    let written = actix_web::rt::time::timeout(state.log_write_timeout, receipt.written()).await.unwrap_or(false);
     if !written {
+        std::mem::forget(settle);
         return Err(IngestError::LogUnavailable);
     }
-    state.metrics.count_levels(&batch.events);
-    // The local copy is written; forwarding only queues, it never waits on the collector.
-    if let Some(forwarder) = &state.forwarder {
-        forwarder.enqueue(&batch.events);
-    }
+    drop(settle);
     state.metrics.batch_size.observe(batch.events.len() as f64);
     state.metrics.count_rejections(batch.rejected.iter().map(|r| r.invalid.reason));
     Ok(response::accepted(batch.events.len(), &batch.rejected))
+}
+
+/// Counts logged events as accepted and queues them for forwarding (which never waits on the
+/// collector), when dropped: after the write, or when the server's forced worker stop cancels the
+/// request while it waits for the write. So accepted = exported + failed + dropped holds through
+/// every shutdown. Forgotten when the write missed its deadline (the request is refused).
+struct Settle<'s, 'e> {
+    state: &'s IngestState,
+    events: &'s [Event<'e>],
+}
+
+impl Drop for Settle<'_, '_> {
+    fn drop(&mut self) {
+        self.state.metrics.count_levels(self.events);
+        if let Some(forwarder) = &self.state.forwarder {
+            forwarder.enqueue(self.events);
+        }
+    }
 }
 
 fn error_response(state: &IngestState, error: IngestError) -> HttpResponse {

@@ -51,6 +51,10 @@ pub enum IngestError {
         what: &'static str,
         max: usize,
     },
+    /// A session or batch id given twice (query parameter or header): which one counts is unclear.
+    DuplicateId {
+        what: &'static str,
+    },
     /// The log writer could not take the lines (overload): nothing was accepted.
     LogUnavailable,
 }
@@ -117,6 +121,11 @@ impl fmt::Display for IngestError {
                 "invalid {what} id: use 1 to {max} characters of A-Z a-z 0-9 - _ . : ~ (X-{}-Id header or `{what}` query parameter)",
                 if *what == "session" { "Session" } else { "Batch" }
             ),
+            IngestError::DuplicateId { what } => write!(
+                f,
+                "the `{what}` query parameter (or X-{}-Id header) is given more than once: send one {what} id",
+                if *what == "session" { "Session" } else { "Batch" }
+            ),
             IngestError::LogUnavailable => {
                 f.write_str("the gateway is overloaded and accepted nothing of this request: retry later")
             }
@@ -144,6 +153,7 @@ impl ResponseError for IngestError {
             | IngestError::BadShape(_)
             | IngestError::TooManyEvents { .. }
             | IngestError::InvalidId { .. }
+            | IngestError::DuplicateId { .. }
             | IngestError::NoValidEvents(_) => StatusCode::BAD_REQUEST,
         }
     }

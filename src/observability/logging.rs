@@ -308,6 +308,7 @@ impl Drain for ChannelDrain {
                 f.buffer.0.borrow_mut().truncate(start);
                 return None;
             }
+            escape_line_separators(&mut f.buffer.0.borrow_mut(), start);
             f.lines.set(f.lines.get() + 1);
             Some((f.batching.get() == 0).then(|| f.take()))
         });
@@ -319,6 +320,32 @@ impl Drain for ChannelDrain {
         }
         Ok(())
     }
+}
+
+/// U+2028 and U+2029 may stand raw in JSON, but JavaScript and common log tools end a line at them:
+/// escaped, a client's message cannot split its line. Past `from` (the line just formatted); in
+/// JSON text they can only be inside a string, where `\u2028` reads the same.
+fn escape_line_separators(buffer: &mut Vec<u8>, from: usize) {
+    // Both are E2 80 A8/A9 in UTF-8; most lines have no E2 byte at all.
+    if !buffer[from..].contains(&0xE2) {
+        return;
+    }
+    let line = buffer.split_off(from);
+    let mut rest = line.as_slice();
+    while let Some(at) = rest.iter().position(|&b| b == 0xE2) {
+        buffer.extend_from_slice(&rest[..at]);
+        match rest[at..] {
+            [0xE2, 0x80, 0xA8, ..] => buffer.extend_from_slice(b"\\u2028"),
+            [0xE2, 0x80, 0xA9, ..] => buffer.extend_from_slice(b"\\u2029"),
+            _ => {
+                buffer.push(0xE2);
+                rest = &rest[at + 1..];
+                continue;
+            }
+        }
+        rest = &rest[at + 3..];
+    }
+    buffer.extend_from_slice(rest);
 }
 
 #[cfg(test)]
@@ -360,6 +387,39 @@ mod tests {
         assert!(lines[0]["ts"].is_string());
         assert_eq!((lines[1]["msg"].as_str(), lines[1]["level"].as_str()), (Some("client event"), Some("info")));
         assert_eq!(dropped.get(), 0);
+    }
+
+    #[test]
+    fn line_and_paragraph_separators_are_escaped_and_read_back_the_same() {
+        let out = Captured::default();
+        let dropped = IntCounter::new("d", "d").unwrap();
+        let (logs, writer) = init_logs_to(out.clone(), Level::Info, 1 << 20, dropped);
+        let message = "one\u{2028}two\u{2029}three – ok\u{2028}";
+        slog::info!(logs.events, "client event"; "message" => message, "k\u{2029}" => "v");
+        writer.finish();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(!text.contains(['\u{2028}', '\u{2029}']), "{text}");
+        assert_eq!(text.lines().count(), 1);
+        assert!(text.contains(r"one\u2028two\u2029three – ok\u2028"), "{text}");
+        let line: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!((line["message"].as_str(), line["k\u{2029}"].as_str()), (Some(message), Some("v")));
+    }
+
+    /// slog filters levels at compile time too (by default debug and trace in release builds, trace
+    /// in debug builds): every level the setting accepts must reach the run-time filter.
+    #[test]
+    fn every_level_the_log_level_setting_accepts_is_written() {
+        let out = Captured::default();
+        let dropped = IntCounter::new("d", "d").unwrap();
+        let (logs, writer) = init_logs_to(out.clone(), Level::Trace, 1 << 20, dropped);
+        slog::trace!(logs.service, "t");
+        slog::debug!(logs.service, "d");
+        slog::info!(logs.service, "i");
+        writer.finish();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let levels: Vec<String> =
+            text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["level"].to_string()).collect();
+        assert_eq!(levels, [r#""trace""#, r#""debug""#, r#""info""#], "{text}");
     }
 
     fn futures_executor_block_on<F: std::future::Future>(future: F) -> F::Output {

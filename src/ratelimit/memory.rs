@@ -2,7 +2,9 @@
 //!
 //! State lives in a bounded moka cache: keys idle for a whole window are evicted, and the total is
 //! capped, so an IP spray cannot grow memory without bound. Under the cap moka keeps the keys seen
-//! most often, which are the ones a limit matters for.
+//! most often, which are the ones a limit matters for; but its admission policy forgets, so a
+//! client it has refused is also pinned in a second cache for a window: a stream of one-shot
+//! clients cannot evict a limited client and hand it a fresh window.
 
 use std::{
     sync::{Arc, Mutex, MutexGuard},
@@ -12,7 +14,7 @@ use std::{
 use moka::sync::Cache;
 
 use super::{
-    BoxFuture, Decision, Keys, LimitKey, RateLimiter,
+    BoxFuture, Decision, Keys, LimitKey, Quota, RateLimiter,
     seen::SeenIds,
     window::{SlidingWindow, WindowParams},
 };
@@ -22,6 +24,8 @@ pub struct MemoryLimiter {
     ip: WindowParams,
     session: Option<WindowParams>,
     windows: Cache<LimitKey, Arc<Mutex<SlidingWindow>>>,
+    /// The windows of clients refused within the last window (same cap), found here first.
+    limited: Cache<LimitKey, Arc<Mutex<SlidingWindow>>>,
     /// Accepted batch ids, each kept for the de-duplication window; `None` when it is off.
     seen: Option<SeenIds>,
     epoch: Instant,
@@ -36,6 +40,8 @@ impl MemoryLimiter {
             ip,
             session: settings.session_max_requests.map(|limit| WindowParams::new(settings.window, limit)),
             windows: Cache::builder().max_capacity(settings.memory_max_keys).time_to_idle(idle).build(),
+            // A refused client's window frees a slot within a window and a sub-window of the refusal.
+            limited: Cache::builder().max_capacity(settings.memory_max_keys).time_to_live(idle).build(),
             seen: settings
                 .dedup_window
                 .map(|window| SeenIds::new(window, usize::try_from(settings.memory_max_keys).unwrap_or(usize::MAX))),
@@ -53,6 +59,14 @@ impl MemoryLimiter {
         let mut session = session_window.as_ref().map(|(params, window)| (params, lock(window)));
         let ip_quota = ip.quota(now_us, &self.ip);
         let session_quota = session.as_mut().map(|(params, window)| window.quota(now_us, params));
+        if !ip_quota.room {
+            self.limited.insert(keys.ip.clone(), ip_window.clone());
+        }
+        if let (Some(Quota { room: false, .. }), Some(key), Some((_, window))) =
+            (&session_quota, &keys.session, &session_window)
+        {
+            self.limited.insert(key.clone(), window.clone());
+        }
         let mut decision = Decision::of(ip_quota, session_quota, duplicate);
         if decision.allowed {
             ip.record(now_us, &self.ip);
@@ -66,7 +80,10 @@ impl MemoryLimiter {
     }
 
     fn window(&self, key: &LimitKey) -> Arc<Mutex<SlidingWindow>> {
-        self.windows.get_with_by_ref(key, Default::default)
+        match self.limited.get(key) {
+            Some(window) => window,
+            None => self.windows.get_with_by_ref(key, Default::default),
+        }
     }
 
     pub fn now_us(&self) -> u64 {
@@ -132,6 +149,53 @@ mod tests {
         assert!(l.check_at(&key(1), t).allowed);
         assert!(!l.check_at(&key(1), t).allowed);
         assert!(l.check_at(&key(2), t).allowed);
+    }
+
+    /// The cap is for memory, not a way out: however many one-shot clients pass by, a client over
+    /// its limit stays refused until its window frees a slot.
+    #[test]
+    fn a_limited_client_is_not_evicted_by_a_stream_of_one_shot_clients() {
+        let l = limiter(4);
+        let t = 10_000_000;
+        assert!(l.check_at(&key(0), t).allowed);
+        assert!(l.check_at(&key(0), t).allowed);
+        assert!(!l.check_at(&key(0), t).allowed);
+        for i in 1..20_000 {
+            assert!(l.check_at(&key(i), t + u64::from(i)).allowed);
+            if i % 2000 == 0 {
+                l.windows.run_pending_tasks();
+                assert!(!l.check_at(&key(0), t + u64::from(i)).allowed, "limited client let through after {i} others");
+            }
+        }
+        assert!(l.tracked_keys() <= 4 + 1, "{} keys", l.tracked_keys());
+        // Its window frees a slot once the first requests leave it (60 s and a sub-window later).
+        assert!(l.check_at(&key(0), t + 62_000_000).allowed);
+    }
+
+    #[test]
+    fn a_limited_session_is_not_evicted_by_a_stream_of_one_shot_sessions() {
+        let defaults = Settings::from_vars([]).unwrap().rate_limit;
+        let l = MemoryLimiter::new(&RateLimitSettings {
+            window: Duration::from_secs(60),
+            max_requests: 1_000_000,
+            session_max_requests: Some(1),
+            memory_max_keys: 4,
+            ..defaults
+        });
+        let session = |id: u32| {
+            let Keys { ip, .. } = key(0);
+            Keys { session: Some(LimitKey::Session(ip.ip(), id.to_string().into())), ip, batch: None }
+        };
+        let t = 10_000_000;
+        assert!(l.check_at(&session(0), t).allowed);
+        assert!(!l.check_at(&session(0), t).allowed);
+        for i in 1..20_000 {
+            assert!(l.check_at(&session(i), t + u64::from(i)).allowed);
+            if i % 2000 == 0 {
+                l.windows.run_pending_tasks();
+                assert!(!l.check_at(&session(0), t + u64::from(i)).allowed, "limited session let through after {i}");
+            }
+        }
     }
 
     #[test]

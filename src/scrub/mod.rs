@@ -60,6 +60,8 @@ pub struct Scrubber {
     allow_keys: Vec<String>,
     /// Matches a normalised key containing one of the sensitive names (None: none configured).
     sensitive_keys: Option<Regex>,
+    /// Matches a normalised key ending with one: the key names the secret itself (`userPassword`).
+    secret_keys: Option<Regex>,
     /// Whether an event's strings may be scanned joined together (no pattern anchors at `^`/`$`).
     joinable: bool,
 }
@@ -95,7 +97,8 @@ impl Scrubber {
             min_len,
             enabled,
             allow_keys: settings.allow_keys.iter().map(|k| normalize_key(k)).collect(),
-            sensitive_keys: sensitive_names_regex(&settings.sensitive_keys)?,
+            sensitive_keys: sensitive_names_regex(&settings.sensitive_keys, "")?,
+            secret_keys: sensitive_names_regex(&settings.sensitive_keys, "$")?,
         })
     }
 
@@ -115,7 +118,7 @@ impl Scrubber {
             let mut map: Map<String, Value> =
                 serde_json::from_str(context.get()).expect("a validated context is a JSON object");
             let before = redactions.total();
-            self.scrub_map(&mut map, false, &mut redactions);
+            self.scrub_map(&mut map, Under::Plain, &mut redactions);
             // Only a context that changed is written anew; otherwise it is logged as sent.
             if redactions.total() != before {
                 *context = Cow::Owned(serde_json::value::to_raw_value(&map).expect("a JSON map serialises"));
@@ -216,13 +219,13 @@ impl Scrubber {
         self.regex.search(&input).map(|m| m.end())
     }
 
-    fn scrub_map(&self, map: &mut Map<String, Value>, sensitive: bool, redactions: &mut Redactions) {
+    fn scrub_map(&self, map: &mut Map<String, Value>, under: Under, redactions: &mut Redactions) {
         let mut renamed = Vec::new();
         for (key, value) in map.iter_mut() {
             let normalized = normalize_key(key);
             if !self.allow_keys.contains(&normalized) {
-                let sensitive = sensitive || self.is_sensitive(&normalized);
-                self.scrub_value(value, sensitive, redactions);
+                let under = under.max(self.under(&normalized));
+                self.scrub_value(value, under, redactions);
             }
             if let Cow::Owned(new_key) = self.scrub_text(key, redactions) {
                 renamed.push((key.clone(), new_key));
@@ -242,11 +245,16 @@ impl Scrubber {
         }
     }
 
-    /// Under a sensitive key every string is redacted whole; numbers keep their meaning
-    /// (`maxTokens: 500`) unless they are card numbers, and booleans never carry a secret.
-    fn scrub_value(&self, value: &mut Value, sensitive: bool, redactions: &mut Redactions) {
+    /// Under a sensitive key every string is redacted whole; numbers too when the key ends with the
+    /// sensitive name (`pin_password: 1234`), not when it only qualifies it (`maxTokens: 500`,
+    /// `tokenCount: 3`). Card numbers go whatever the key; booleans never carry a secret.
+    fn scrub_value(&self, value: &mut Value, under: Under, redactions: &mut Redactions) {
         match value {
-            Value::String(s) if sensitive => {
+            Value::String(_) | Value::Number(_) if under == Under::SecretKey => {
+                *value = Value::String(Kind::SensitiveKey.marker().to_string());
+                redactions.add(Kind::SensitiveKey);
+            }
+            Value::String(s) if under == Under::SensitiveKey => {
                 *s = Kind::SensitiveKey.marker().to_string();
                 redactions.add(Kind::SensitiveKey);
             }
@@ -255,13 +263,23 @@ impl Scrubber {
                     *s = scrubbed;
                 }
             }
-            Value::Number(n) if self.enabled[Kind::Card.index()] && n.as_u64().is_some_and(is_card_number) => {
+            Value::Number(n) if self.enabled[Kind::Card.index()] && is_card_number(n) => {
                 *value = Value::String(Kind::Card.marker().to_string());
                 redactions.add(Kind::Card);
             }
-            Value::Array(items) => items.iter_mut().for_each(|item| self.scrub_value(item, sensitive, redactions)),
-            Value::Object(map) => self.scrub_map(map, sensitive, redactions),
+            Value::Array(items) => items.iter_mut().for_each(|item| self.scrub_value(item, under, redactions)),
+            Value::Object(map) => self.scrub_map(map, under, redactions),
             Value::Number(_) | Value::Bool(_) | Value::Null => {}
+        }
+    }
+
+    fn under(&self, normalized_key: &str) -> Under {
+        if !self.is_sensitive(normalized_key) {
+            Under::Plain
+        } else if self.secret_keys.as_ref().is_some_and(|r| r.is_match(normalized_key)) {
+            Under::SecretKey
+        } else {
+            Under::SensitiveKey
         }
     }
 
@@ -281,23 +299,34 @@ pub fn check_pattern(pattern: &str) -> Result<(), String> {
     }
 }
 
-/// A card number sent as a JSON number: 13 to 19 digits, a card network's first digit, Luhn-valid.
-fn is_card_number(n: u64) -> bool {
-    if n < 1_000_000_000_000 {
-        return false;
-    }
-    let digits = n.to_string();
-    (b'2'..=b'6').contains(&digits.as_bytes()[0]) && patterns::luhn_valid(&digits)
+/// A card number as any JSON number form: integer, negative, with a decimal point or an exponent.
+fn is_card_number(n: &serde_json::Number) -> bool {
+    let magnitude = match (n.as_u64(), n.as_i64()) {
+        (Some(u), _) => Some(u),
+        (None, Some(i)) => Some(i.unsigned_abs()),
+        (None, None) => n.as_f64().and_then(patterns::integral),
+    };
+    magnitude.is_some_and(patterns::is_card_number)
+}
+
+/// What a context value sits under: the strongest of its own key and its parents' keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Under {
+    Plain,
+    /// A key containing a sensitive name: strings are redacted whole.
+    SensitiveKey,
+    /// A key ending with one: numbers are redacted too.
+    SecretKey,
 }
 
 /// One search for all the names instead of a substring search per name (normalised names are
-/// letters and digits, so they need no escaping).
-fn sensitive_names_regex(names: &[String]) -> Result<Option<Regex>, String> {
+/// letters and digits, so they need no escaping); `suffix` anchors them (`$`: at the key's end).
+fn sensitive_names_regex(names: &[String], suffix: &str) -> Result<Option<Regex>, String> {
     let names: Vec<String> = names.iter().map(|n| normalize_key(n)).filter(|n| !n.is_empty()).collect();
     if names.is_empty() {
         return Ok(None);
     }
-    Regex::new(&names.join("|")).map(Some).map_err(|e| e.to_string())
+    Regex::new(&format!("(?:{}){suffix}", names.join("|"))).map(Some).map_err(|e| e.to_string())
 }
 
 /// `X-Api_Key` and `xapikey` are the same key name.

@@ -92,6 +92,13 @@ pub(super) fn builtin() -> Vec<(Kind, String)> {
     vec![
         (Kind::Jwt, format!(r"{B}eyJ[A-Za-z0-9_-]{{8,}}\.eyJ[A-Za-z0-9_-]{{8,}}\.[A-Za-z0-9_-]*")),
         (Kind::Bearer, format!(r"{B}(?i:bearer|basic)[ \t]+[A-Za-z0-9._~+/-]{{8,}}=*")),
+        // An Authorization header written into a message: whatever its scheme (`Token`, `Digest`, …).
+        (
+            Kind::Bearer,
+            format!(
+                r#"{B}(?i:proxy-)?(?i:authorization)["']?[ \t]*[:=][ \t]*["']?(?:[A-Za-z][A-Za-z0-9-]*[ \t]+)?[^\s"',;]+"#
+            ),
+        ),
         (
             Kind::ApiKey,
             [
@@ -115,9 +122,15 @@ pub(super) fn builtin() -> Vec<(Kind, String)> {
                 r#"{B}(?i:api[_-]?key|access[_-]?token|auth[_-]?token|refresh[_-]?token|client[_-]?secret|token|secret|password|passwd|pwd|key)["']?[ \t]*[=:][ \t]*["']?[^\s"'&,;<>]+"#
             ),
         ),
-        (Kind::Email, format!(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{{2,}}{B}")),
+        // A Cookie header's pairs, all of them (the names of session cookies say little alone).
+        (Kind::Secret, format!(r#"{B}(?i:set-cookie|cookie)["']?[ \t]*:[ \t]*["']?[^\s=;:"',]+=[^\r\n"]*"#)),
+        (Kind::Email, email()),
         (Kind::Iban, format!(r"{B}[A-Z]{{2}}[0-9]{{2}}(?: ?[A-Z0-9]){{11,30}}{B}")),
         (Kind::Card, format!(r"{B}[2-6][0-9](?:[ -]?[0-9]){{11,17}}{B}")),
+        // Groups split by dots or by several spaces: a first group of four, then groups of three to six.
+        (Kind::Card, format!(r"{B}[2-6][0-9]{{3}}(?:(?:\.|[ ]{{2,3}})[0-9]{{3,6}}){{2,4}}{B}")),
+        // A card number as a number with an exponent (`4.111111111111111e15`), as JSON may write it.
+        (Kind::Card, format!(r"{B}[2-6](?:\.?[0-9]){{11,18}}[eE]\+?[0-9]{{1,2}}{B}")),
         (Kind::Ipv6, ipv6()),
         (Kind::Ipv4, format!(r"{B}{ipv4_octet}(?:\.{ipv4_octet}){{3}}{B}")),
         (
@@ -130,6 +143,15 @@ pub(super) fn builtin() -> Vec<(Kind, String)> {
             .join("|"),
         ),
     ]
+}
+
+/// Letters of any script (internationalised addresses), and `%40` for a URL-encoded `@`. Scripts
+/// written without spaces (Chinese, Japanese, Thai, …) do not run into other letters, and an ASCII
+/// top-level domain ends at a word boundary: `連絡先はjane@example.comです` loses the address only.
+fn email() -> String {
+    let unspaced = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}ー";
+    let local = format!(r"(?:[[\p{{L}}\p{{M}}\p{{N}}._%+-]--[{unspaced}]]+|[{unspaced}\p{{N}}._%+-]+)");
+    format!(r"{local}(?:@|%40)(?:[\p{{L}}\p{{M}}\p{{N}}-]+\.)+(?:[A-Za-z]{{2,}}(?-u:\b)|[\p{{L}}\p{{M}}]{{2,}})")
 }
 
 /// Only an address's shape is a candidate: eight groups, six and an IPv4 tail, or a `::`
@@ -153,8 +175,15 @@ fn ipv6() -> String {
 pub(super) fn confirm(kind: Kind, text: &str, span: Range<usize>) -> Option<Range<usize>> {
     let found = &text[span.clone()];
     let confirmed = match kind {
-        Kind::Bearer => looks_secret(found.split_ascii_whitespace().nth(1).unwrap_or("")),
+        Kind::Bearer if !found.as_bytes()[0].eq_ignore_ascii_case(&b'b') => {
+            // Not `bearer …` or `basic …`: an `Authorization:` header.
+            return authorization_credentials(found).map(|value| span.start + value.start..span.end);
+        }
+        Kind::Bearer => bearer_token(found.split_ascii_whitespace().nth(1).unwrap_or("")),
         Kind::Secret => return secret_value(found).map(|value| span.start + value.start..span.end),
+        Kind::Card if found.contains(['e', 'E']) => {
+            found.parse::<f64>().ok().and_then(integral).is_some_and(is_card_number)
+        }
         Kind::Card => luhn_valid(found),
         Kind::Iban => iban_valid(found),
         Kind::Phone => phone_digits_plausible(found),
@@ -165,6 +194,42 @@ pub(super) fn confirm(kind: Kind, text: &str, span: Range<usize>) -> Option<Rang
     confirmed.then_some(span)
 }
 
+/// After `bearer` a random-looking token, or a long one (`bearer abcdefghijklmnopqrstuv`), not a word.
+fn bearer_token(token: &str) -> bool {
+    looks_secret(token) || token.len() >= 20
+}
+
+/// The credentials of `Authorization: <scheme> <credentials>`: always after a scheme (`Token abc`),
+/// and a lone value only if it looks random (`authorization: required` stays).
+fn authorization_credentials(found: &str) -> Option<Range<usize>> {
+    let separator = found.find([':', '='])?;
+    let value = found[separator + 1..].trim_start_matches([' ', '\t', '"', '\'']);
+    let start = found.len() - value.len();
+    match value.split_once([' ', '\t']) {
+        Some((_scheme, credentials)) => {
+            let credentials = credentials.trim_start_matches([' ', '\t']);
+            Some(found.len() - credentials.len()..found.len())
+        }
+        None => looks_secret(value).then_some(start..found.len()),
+    }
+}
+
+/// A card number sent as a number: 13 to 19 digits, a card network's first digit, Luhn-valid.
+pub(super) fn is_card_number(n: u64) -> bool {
+    if n < 1_000_000_000_000 {
+        return false;
+    }
+    let digits = n.to_string();
+    (b'2'..=b'6').contains(&digits.as_bytes()[0]) && luhn_valid(&digits)
+}
+
+/// A whole number written as a float (`4111111111111111.0`, `4.111111111111111e15`, `-4111…`),
+/// as its magnitude; fractions and numbers past `u64` are not.
+pub(super) fn integral(f: f64) -> Option<u64> {
+    let f = f.abs();
+    (f.fract() == 0.0 && f < u64::MAX as f64).then_some(f as u64)
+}
+
 /// Names after which any value is a secret; for `key` and `token` only a random-looking one is.
 const ALWAYS_SECRET: &[&str] =
     &["password", "passwd", "pwd", "secret", "clientsecret", "client_secret", "client-secret"];
@@ -173,6 +238,11 @@ const ALWAYS_SECRET: &[&str] =
 fn secret_value(found: &str) -> Option<Range<usize>> {
     let separator = found.find(['=', ':'])?;
     let name = found[..separator].trim_end_matches([' ', '\t', '"', '\'']).to_ascii_lowercase();
+    if name.ends_with("cookie") {
+        // Every pair of the header, from the first name on.
+        let value = found[separator + 1..].trim_start_matches([' ', '\t', '"', '\'']);
+        return Some(found.len() - value.len()..found.len());
+    }
     let start = separator + 1 + found[separator + 1..].len()
         - found[separator + 1..].trim_start_matches([' ', '\t', '"', '\'']).len();
     let value = &found[start..];

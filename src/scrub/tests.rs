@@ -302,3 +302,117 @@ fn a_clean_event_is_not_copied() {
     assert!(matches!(event.message, Cow::Borrowed(_)));
     assert!(matches!(event.scope, Cow::Borrowed(_)));
 }
+
+// Round two of the blind spots (issue 17): each class caught, and a look-alike that stays.
+
+#[test]
+fn card_numbers_in_other_number_forms_and_groupings() {
+    assert_redacted(
+        Kind::Card,
+        &[
+            "4111.1111.1111.1111",
+            "4111  1111  1111  1111",
+            "3782.822463.10005",
+            "4.111111111111111e15",
+            "4111111111111111E+0",
+            "5.555555555554444e15",
+        ],
+    );
+    // A sign or a decimal point leaves the digits a card number on their own.
+    let (out, _) = scrub("paid with -4111111111111111 and 4111111111111111.0");
+    assert_eq!(out, "paid with -[REDACTED:card] and [REDACTED:card].0");
+    assert_untouched(&[
+        "v1.2.3.4",
+        "build 2024.11.05.1234",
+        "order 1234567890123456 shipped",
+        "Error 42",
+        "ratio 0.1234",
+        "3.141592653589793",
+        "elapsed 1.736937045123e12 ns",
+        "4.1111e15",
+        "4111.1111.1111.1112",
+        "at 1736937045123",
+    ]);
+}
+
+#[test]
+fn card_numbers_as_json_numbers_of_any_form() {
+    for number in
+        ["4111111111111111", "-4111111111111111", "4111111111111111.0", "4.111111111111111e15", "4111111111111111e0"]
+    {
+        let mut event = event_with(serde_json::from_str(&format!(r#"{{"n": {number}}}"#)).unwrap());
+        assert!(!scrubber().takes_clean_path(&event), "{number} must not take the clean path");
+        scrubber().scrub_event(&mut event);
+        assert_eq!(event.context_map().unwrap()["n"], "[REDACTED:card]", "{number}");
+    }
+    for number in ["0.1234", "1736937045123", "4111111111111112.0", "4.5e15", "-42", "1e300"] {
+        let mut event = event_with(serde_json::from_str(&format!(r#"{{"n": {number}}}"#)).unwrap());
+        scrubber().scrub_event(&mut event);
+        assert!(event.context_map().unwrap()["n"].is_number(), "{number} is kept");
+    }
+}
+
+#[test]
+fn international_and_url_encoded_email_addresses_are_redacted_whole() {
+    assert_redacted(
+        Kind::Email,
+        &["jürgen.müller@example.com", "josé@bücher.de", "用户@例子.广告", "иван@пример.рф", "jane.doe%40example.com"],
+    );
+    let (out, _) = scrub("GET /unsubscribe?to=jane%40example.com&x=1");
+    assert_eq!(out, "GET /unsubscribe?to=[REDACTED:email]&x=1");
+    // In text written without spaces, the words around an address stay.
+    let (out, _) = scrub("連絡先はjane@example.comです");
+    assert_eq!(out, "連絡先は[REDACTED:email]です");
+    assert_untouched(&["Grüße aus München", "react@18.2.0", "100%40 done", "@scope/pkg@1.0.0", "user@localhost"]);
+}
+
+#[test]
+fn authorization_and_cookie_headers_inside_messages() {
+    for (text, expected) in [
+        ("sent Authorization: Token abcdef", "sent Authorization: Token [REDACTED:bearer]"),
+        ("authorization: Digest username", "authorization: Digest [REDACTED:bearer]"),
+        ("Proxy-Authorization: Basic dXNlcjpwYXNzd29yZA==", "Proxy-Authorization: Basic [REDACTED:bearer]"),
+        (r#"headers {"Authorization": "a1b2c3d4e5f6"}"#, r#"headers {"Authorization": "[REDACTED:bearer]"}"#),
+        ("retry with bearer abcdefghijklmnopqrstuvwx", "retry with [REDACTED:bearer]"),
+        ("Cookie: sid=abc; theme=dark", "Cookie: [REDACTED:secret]"),
+        ("set-cookie: session=xyz; Path=/; HttpOnly", "set-cookie: [REDACTED:secret]"),
+        (r#"req {"cookie": "a=1; b=2"} sent"#, r#"req {"cookie": "[REDACTED:secret]"} sent"#),
+    ] {
+        assert_eq!(scrub(text).0, expected, "{text}");
+    }
+    assert_untouched(&[
+        "authorization failed",
+        "Authorization: required",
+        "the bearer of bad news",
+        "Bearer token expired",
+        "cookie: disabled",
+        "Cookie consent: accepted",
+        "cookies=3",
+    ]);
+}
+
+#[test]
+fn numbers_under_a_key_naming_a_secret_are_redacted_and_counts_are_kept() {
+    let mut event = event_with(json!({
+        "password": 123456,
+        "userPassword": [1234, 5678],
+        "auth": { "token": 987654321 },
+        "maxTokens": 500,
+        "tokenCount": 3,
+        "passwordLength": 12,
+        "secretsRotated": true,
+    }));
+    scrubber().scrub_event(&mut event);
+    assert_eq!(
+        Value::Object(event.context_map().unwrap()),
+        json!({
+            "password": "[REDACTED:sensitive_key]",
+            "userPassword": ["[REDACTED:sensitive_key]", "[REDACTED:sensitive_key]"],
+            "auth": { "token": "[REDACTED:sensitive_key]" },
+            "maxTokens": 500,
+            "tokenCount": 3,
+            "passwordLength": 12,
+            "secretsRotated": true,
+        })
+    );
+}
