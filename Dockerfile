@@ -1,13 +1,16 @@
 # syntax=docker/dockerfile:1
 # client-telemetry: release build in a full Rust image, run in distroless (no shell, no package
 # manager, non-root). Orchestrators probe /healthz and /readyz on the admin port, so no HEALTHCHECK.
-#   docker build -t client-telemetry:0.1.0 .
+#   docker build --build-arg GIT_COMMIT=$(git rev-parse --short=12 HEAD) -t client-telemetry:0.1.0 .
 
 ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
+# .git is not in the build context: the commit (`--version`, build_info metric) comes as an argument.
+ARG GIT_COMMIT=unknown
+ENV CLIENT_TELEMETRY_GIT_COMMIT=${GIT_COMMIT}
 # Everything the binary is built from: the browser build and the demo page are embedded in it
 # (src/client_assets.rs), the Lua script of the Redis limiter lives in src/.
 COPY src ./src

@@ -13,5 +13,6 @@ pub mod observability;
 pub mod ratelimit;
 pub mod scrub;
 pub mod server;
+pub mod setting;
 pub mod settings;
 pub mod transport;

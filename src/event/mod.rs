@@ -19,7 +19,7 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 mod limits;
 
-pub use limits::Limits;
+pub use limits::{Limits, LimitsConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -356,7 +356,7 @@ mod tests {
     use super::*;
 
     fn limits() -> Limits {
-        crate::settings::Settings::from_vars(Vec::new()).unwrap().limits
+        Limits::default()
     }
 
     const VALID: &str = r#"{"level":"warn","scope":"checkout","sessionId":"s-1","message":"hi","timestamp":"2025-01-15T10:30:45.123Z","requestId":"r-1","context":{"a":1,"b":[true,null,"x"],"c":{"d":1.5}}}"#;

@@ -9,9 +9,9 @@ mod handler;
 pub mod response;
 mod state;
 
-pub use access::{API_KEY_HEADER, Access, AccessSettings, digest as api_key_digest};
+pub use access::{API_KEY_HEADER, Access, AccessConfig, AccessSettings};
 pub use attempt::{BATCH_HEADER, SESSION_HEADER};
-pub use body::{BodyLimits, gunzip};
+pub use body::{BodyConfig, BodyLimits, gunzip};
 pub use decode::{Batch, Rejection, decode_body};
 pub use handler::ingest;
 pub use state::IngestState;

@@ -34,6 +34,48 @@ use slog::{Drain, FnValue, Level, LevelFilter, Logger, OwnedKVList, PushFnValue,
 use slog_json::Json;
 use tokio::sync::watch;
 
+use crate::setting::{self, at_least};
+
+setting::component! {
+    /// The gateway's own log and its writer.
+    pub struct LogConfig {
+        /// level of the gateway's own messages: `trace`, `debug`, `info`, `warn`, `error`, `critical` (client events are always written)
+        log_level: String = "info".into(),
+        /// log bytes that may wait for the log writer (at least 65536); past it requests get 503 and their lines are counted in `client_telemetry_log_lines_dropped_total`
+        log_queue_bytes: usize = 16 * 1024 * 1024,
+        /// how long a request waits for its log lines to be written before answering 503
+        log_write_timeout_ms: u64 = 1000,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub level: Level,
+    /// Log bytes that may wait for the writer; past it requests are refused with 503, not lost.
+    pub queue_bytes: usize,
+    /// How long a request waits for its log lines to be written before answering 503.
+    pub write_timeout: Duration,
+}
+
+impl LogConfig {
+    pub fn resolve(&self) -> Result<LogSettings, setting::Error> {
+        let levels = [
+            ("trace", Level::Trace),
+            ("debug", Level::Debug),
+            ("info", Level::Info),
+            ("warn", Level::Warning),
+            ("warning", Level::Warning),
+            ("error", Level::Error),
+            ("critical", Level::Critical),
+        ];
+        Ok(LogSettings {
+            level: setting::choice("log_level", &self.log_level, &levels)?,
+            queue_bytes: at_least("log_queue_bytes", self.log_queue_bytes, 64 * 1024)?,
+            write_timeout: Duration::from_millis(at_least("log_write_timeout_ms", self.log_write_timeout_ms, 1)?),
+        })
+    }
+}
+
 #[derive(Clone)]
 pub struct Logs {
     pub service: Logger,

@@ -102,11 +102,11 @@ impl Metrics {
         )
         .unwrap();
         let build_info = IntGaugeVec::new(
-            Opts::new("client_telemetry_build_info", "Always 1; labelled with the running version."),
-            &["version"],
+            Opts::new("client_telemetry_build_info", "Always 1; labelled with the running version and its git commit."),
+            &["version", "commit"],
         )
         .unwrap();
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), env!("CLIENT_TELEMETRY_GIT_COMMIT")]).set(1);
         // The series alerts and dashboards read exist from the start at 0, so rate() sees a first
         // burst whole instead of starting from it.
         let requests_by_status = STATUSES.map(|status| (status, requests.with_label_values(&[&status.to_string()])));

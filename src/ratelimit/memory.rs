@@ -11,12 +11,12 @@ use std::{
 
 use moka::sync::Cache;
 
+use super::RateLimitSettings;
 use super::{
     BoxFuture, Decision, Keys, LimitKey, RateLimiter,
     seen::SeenIds,
     window::{SlidingWindow, WindowParams},
 };
-use crate::settings::RateLimitSettings;
 
 pub struct MemoryLimiter {
     ip: WindowParams,
@@ -108,10 +108,10 @@ impl RateLimiter for MemoryLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{client_ip::IpBucket, settings::Settings};
+    use crate::{client_ip::IpBucket, ratelimit::RateLimitConfig};
 
     fn limiter(max_keys: u64) -> MemoryLimiter {
-        let defaults = Settings::from_vars([]).unwrap().rate_limit;
+        let defaults = RateLimitConfig::default().resolve().unwrap();
         MemoryLimiter::new(&RateLimitSettings {
             window: Duration::from_secs(60),
             max_requests: 2,

@@ -20,11 +20,11 @@ mod connections;
 
 use connections::Connections;
 
-use super::{BoxFuture, Decision, Keys, LimitKey, MemoryLimiter, Quota, RateLimiter, window::WindowParams};
-use crate::{
-    observability::Metrics,
-    settings::{RateLimitSettings, RedisFailure},
+use super::{
+    BoxFuture, Decision, Keys, LimitKey, MemoryLimiter, Quota, RateLimitSettings, RateLimiter, RedisFailure,
+    window::WindowParams,
 };
+use crate::observability::Metrics;
 
 const SCRIPT: &str = include_str!("sliding_window.lua");
 const BACKEND: &str = "redis";
