@@ -597,12 +597,12 @@ def gateway_invariants(target: str, objects: list[dict]) -> list[str]:
         bind = env.get(setting, "")
         if not bind.endswith(f":{ports.get(port_name)}"):
             p(f"{setting}={bind!r} does not listen on the {port_name} container port {ports.get(port_name)}")
-    url = env.get("CLIENT_TELEMETRY_REDIS_URL", "")
+    url = env.get("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL", "")
     host = re.match(r"rediss?://(?:[^@/]*@)?([^:/]+)", url)
     if not host:
-        p(f"CLIENT_TELEMETRY_REDIS_URL {url!r} is not a redis:// URL")
+        p(f"CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL {url!r} is not a redis:// URL")
     elif "." not in host.group(1) and not by_kind(objects, "Service", host.group(1)):
-        p(f"CLIENT_TELEMETRY_REDIS_URL names Service {host.group(1)!r}, which is not deployed")
+        p(f"CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL names Service {host.group(1)!r}, which is not deployed")
     # Probes on the admin port: readiness follows draining, liveness checks only the process.
     for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz"), ("startupProbe", "/healthz")):
         get = gw.get(probe, {}).get("httpGet", {})

@@ -26,7 +26,7 @@ RELEASE = TARGET / "release"
 OUT = TARGET / "bench"
 NO_LIMIT = {"CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS": "1000000000"}
 SESSIONS_DEDUP = {"CLIENT_TELEMETRY_RATE_LIMIT_SESSION_MAX_REQUESTS": "1000000000",
-                  "CLIENT_TELEMETRY_DEDUP_WINDOW_MS": "60000"}
+                  "CLIENT_TELEMETRY_RATE_LIMIT_DEDUP_WINDOW_MS": "60000"}
 
 
 @dataclass
@@ -176,7 +176,7 @@ def start_server(s, services, tmp, index):
         env = {"CLIENT_TELEMETRY_BIND": f"127.0.0.1:{port}", "CLIENT_TELEMETRY_TRUSTED_PROXIES": "127.0.0.1",
                **NO_LIMIT, **s.env}
         if "redis" in s.needs:
-            env["CLIENT_TELEMETRY_REDIS_URL"] = f"redis://127.0.0.1:{services['redis'].port}"
+            env["CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL"] = f"redis://127.0.0.1:{services['redis'].port}"
         if "sink" in s.needs:
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{services['sink'].port}"
     env = {"PATH": os.environ["PATH"], **env}

@@ -206,3 +206,165 @@ fn file_sits_between_defaults_and_environment() {
     let e = load(&[("CLIENT_TELEMETRY_CONFIG", "/nonexistent/gateway.toml")]).unwrap_err();
     assert_eq!(e.setting, "CLIENT_TELEMETRY_CONFIG");
 }
+
+#[test]
+fn an_unknown_variable_stops_start_up_naming_the_closest_known_one() {
+    let e = load(&[("CLIENT_TELEMETRY_RATE_LIMT_MAX_REQUESTS", "5")]).unwrap_err();
+    assert_eq!(e.setting, "CLIENT_TELEMETRY_RATE_LIMT_MAX_REQUESTS");
+    assert!(e.reason.contains("did you mean CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS?"), "{e}");
+    // The value of an unknown variable may be a secret: it is not shown.
+    let e = load(&[("CLIENT_TELEMETRY_API_KEY", "k-0123456789abcdef")]).unwrap_err();
+    assert!(e.reason.contains("did you mean CLIENT_TELEMETRY_API_KEYS?"), "{e}");
+    assert!(!e.to_string().contains("k-0123456789abcdef"), "{e}");
+    // The OpenTelemetry variables have no prefix of ours.
+    let e = load(&[("CLIENT_TELEMETRY_OTEL_SERVICE_NAME", "web")]).unwrap_err();
+    assert!(e.reason.contains("did you mean OTEL_SERVICE_NAME?"), "{e}");
+}
+
+#[test]
+fn what_is_not_ours_is_left_alone() {
+    let s = load(&[
+        ("NEXT_PUBLIC_CLIENT_TELEMETRY_ENDPOINT", "/api/client-telemetry"),
+        ("CLIENT_TELEMETRYX", "1"),
+        ("OTEL_TRACES_EXPORTER", "none"),
+        ("HOME", "/root"),
+    ])
+    .unwrap();
+    assert!(s.deprecated.is_empty());
+}
+
+#[test]
+fn kubernetes_service_links_never_stop_a_pod() {
+    let links = [
+        ("CLIENT_TELEMETRY_SERVICE_HOST", "10.96.0.12"),
+        ("CLIENT_TELEMETRY_SERVICE_PORT", "8080"),
+        ("CLIENT_TELEMETRY_SERVICE_PORT_HTTP", "8080"),
+        ("CLIENT_TELEMETRY_SERVICE_PORT_ADMIN", "8081"),
+        ("CLIENT_TELEMETRY_PORT", "tcp://10.96.0.12:8080"),
+        ("CLIENT_TELEMETRY_PORT_8080_TCP", "tcp://10.96.0.12:8080"),
+        ("CLIENT_TELEMETRY_PORT_8080_TCP_PROTO", "tcp"),
+        ("CLIENT_TELEMETRY_PORT_8080_TCP_PORT", "8080"),
+        ("CLIENT_TELEMETRY_PORT_8080_TCP_ADDR", "10.96.0.12"),
+        ("CLIENT_TELEMETRY_PORT_53_UDP_ADDR", "10.96.0.12"),
+        ("CLIENT_TELEMETRY_PORT_9000_SCTP_PROTO", "sctp"),
+        // A Service named client-telemetry-redis.
+        ("CLIENT_TELEMETRY_REDIS_SERVICE_HOST", "10.96.0.13"),
+        ("CLIENT_TELEMETRY_REDIS_PORT_6379_TCP_ADDR", "10.96.0.13"),
+    ];
+    for link in links {
+        assert!(load(&[link]).is_ok(), "{link:?}");
+    }
+    assert!(load(&links).is_ok());
+    // Shapes that are not Kubernetes' are still checked.
+    assert!(load(&[("CLIENT_TELEMETRY_PORT_8080_HTTP", "1")]).is_err());
+    assert!(load(&[("CLIENT_TELEMETRY_SERVICE_HOSTNAME", "x")]).is_err());
+}
+
+#[test]
+fn old_spellings_still_work_and_are_reported() {
+    let s = load(&[
+        ("CLIENT_TELEMETRY_DEDUP_WINDOW_MS", "60000"),
+        ("CLIENT_TELEMETRY_REDIS_URL", "redis://redis.internal:6379/1"),
+        ("CLIENT_TELEMETRY_REDIS_KEY_PREFIX", "ct:"),
+        ("CLIENT_TELEMETRY_REDIS_CONNECTIONS_PER_WORKER", "2"),
+        ("CLIENT_TELEMETRY_REDIS_TIMEOUT_MS", "40"),
+    ])
+    .unwrap();
+    let redis = &s.rate_limit.redis;
+    assert_eq!(s.rate_limit.dedup_window, Some(Duration::from_secs(60)));
+    assert_eq!((redis.url.as_str(), redis.key_prefix.as_str()), ("redis://redis.internal:6379/1", "ct:"));
+    assert_eq!((redis.connections_per_worker, redis.timeout), (2, Duration::from_millis(40)));
+    let reported: Vec<_> = s.deprecated.iter().map(|(name, instead)| (name.as_str(), instead.as_str())).collect();
+    assert_eq!(reported.len(), 5, "{reported:?}");
+    assert!(reported.contains(&("CLIENT_TELEMETRY_REDIS_URL", "renamed: use CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL")));
+    assert!(
+        reported.contains(&(
+            "CLIENT_TELEMETRY_DEDUP_WINDOW_MS",
+            "renamed: use CLIENT_TELEMETRY_RATE_LIMIT_DEDUP_WINDOW_MS"
+        ))
+    );
+}
+
+#[test]
+fn an_old_and_a_new_spelling_must_agree() {
+    let same = [("CLIENT_TELEMETRY_REDIS_TIMEOUT_MS", "40"), ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_TIMEOUT_MS", "40")];
+    assert_eq!(load(&same).unwrap().rate_limit.redis.timeout, Duration::from_millis(40));
+    let e = load(&[
+        ("CLIENT_TELEMETRY_REDIS_URL", "redis://:hunter2@old:6379"),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL", "redis://:hunter2@new:6379"),
+    ])
+    .unwrap_err();
+    let message = e.to_string();
+    assert!(message.contains("CLIENT_TELEMETRY_REDIS_URL"), "{message}");
+    assert!(message.contains("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+}
+
+#[test]
+fn the_cors_origins_are_the_allowed_origins_now_and_both_lists_merge() {
+    let s = load(&[
+        ("CLIENT_TELEMETRY_CORS_ALLOWED_ORIGINS", "https://a.example"),
+        ("CLIENT_TELEMETRY_ALLOWED_ORIGINS", "https://b.example,https://c.example"),
+    ])
+    .unwrap();
+    let mut origins = s.access.allowed_origins.clone();
+    origins.sort();
+    assert_eq!(origins, ["https://a.example", "https://b.example", "https://c.example"]);
+    assert_eq!(s.deprecated.len(), 1);
+    assert_eq!(s.deprecated[0].0, "CLIENT_TELEMETRY_CORS_ALLOWED_ORIGINS");
+}
+
+#[test]
+fn the_file_is_checked_like_the_environment() {
+    let dir = std::env::temp_dir().join(format!("ct-settings-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("gateway.toml");
+    let path = file.to_str().unwrap();
+    std::fs::write(&file, "rate_limt_max_requests = 7\n").unwrap();
+    let e = load(&[("CLIENT_TELEMETRY_CONFIG", path)]).unwrap_err();
+    assert_eq!(e.setting, "rate_limt_max_requests");
+    assert!(e.reason.contains(path) && e.reason.contains("did you mean rate_limit_max_requests?"), "{e}");
+
+    std::fs::write(&file, "redis_timeout_ms = 40\ncors_allowed_origins = [\"https://a.example\"]\n").unwrap();
+    let s = load(&[("CLIENT_TELEMETRY_CONFIG", path)]).unwrap();
+    assert_eq!(s.rate_limit.redis.timeout, Duration::from_millis(40));
+    assert_eq!(s.access.allowed_origins, ["https://a.example"]);
+    let names: Vec<_> = s.deprecated.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["cors_allowed_origins", "redis_timeout_ms"]);
+    // A bad value given under an old key is named as given.
+    std::fs::write(&file, "redis_timeout_ms = 0\n").unwrap();
+    assert_eq!(load(&[("CLIENT_TELEMETRY_CONFIG", path)]).unwrap_err().setting, "redis_timeout_ms");
+}
+
+#[test]
+fn the_effective_settings_show_every_setting_and_no_secret() {
+    let s = load(&[
+        ("CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS", "7"),
+        ("CLIENT_TELEMETRY_API_KEYS", "k-0123456789abcdef,k-fedcba9876543210"),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL", "rediss://user:hunter2@redis:6380/0"),
+        ("OTEL_COLLECTOR_ENDPOINT", "http://c:4318/v1/logs"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=sk-123"),
+    ])
+    .unwrap();
+    let effective: BTreeMap<_, _> = s.effective.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(effective.len(), catalogue().len() + 1, "every setting, and the file");
+    assert_eq!(effective["CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS"], "7");
+    assert_eq!(effective["CLIENT_TELEMETRY_API_KEYS"], "<redacted>,<redacted>");
+    assert_eq!(effective["CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL"], "rediss://user:<redacted>@redis:6380/0");
+    assert_eq!(effective["OTEL_EXPORTER_OTLP_HEADERS"], "<redacted>");
+    assert_eq!(effective["OTEL_COLLECTOR_ENDPOINT"], "http://c:4318/v1/logs");
+    let all = format!("{:?}", s.effective);
+    assert!(!all.contains("hunter2") && !all.contains("sk-123") && !all.contains("0123456789"), "{all}");
+}
+
+#[test]
+fn every_setting_has_a_meaning_and_one_key() {
+    let catalogue = catalogue();
+    let mut keys: Vec<_> = catalogue.iter().map(|e| e.key).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), catalogue.len(), "a key declared by two components");
+    for entry in &catalogue {
+        assert!(!entry.meaning.is_empty(), "{}", entry.key);
+    }
+}
