@@ -23,7 +23,7 @@ setting::component! {
         /// comma-separated accepted API keys, each at least 16 characters; none = no key needed; only their SHA-256 digests are kept
         #[serde(deserialize_with = "setting::comma_list", serialize_with = "setting::redact_list")]
         api_keys: Vec<String> = Vec::new(),
-        /// comma-separated exact origins (`https://app.example.com`: scheme and host, no path, no wildcard) allowed to send, and given CORS headers; a browser request with another `Origin` gets 403; none = any origin, no CORS headers
+        /// comma-separated exact origins (`https://app.example.com`: scheme and host, no path, no wildcard) allowed to send, and given CORS headers; a browser request with another `Origin` (not the gateway's own host) gets 403; none = any origin, no CORS headers
         #[serde(deserialize_with = "setting::comma_list")]
         allowed_origins: Vec<String> = Vec::new(),
     }
@@ -97,7 +97,10 @@ impl Access {
             return Ok(());
         };
         let origin = String::from_utf8_lossy(origin.as_bytes());
-        if allowed.is_empty() || allowed.iter().any(|a| a.eq_ignore_ascii_case(&origin)) {
+        if allowed.is_empty()
+            || allowed.iter().any(|a| a.eq_ignore_ascii_case(&origin))
+            || same_origin(request, &origin)
+        {
             return Ok(());
         }
         let origin: String = origin.chars().take(200).collect();
@@ -130,6 +133,15 @@ impl Access {
         let matched = digests.iter().fold(subtle::Choice::from(0), |any, d| any | d.ct_eq(presented.as_ref()));
         if bool::from(matched) { Ok(()) } else { Err(IngestError::InvalidApiKey) }
     }
+}
+
+/// A page served from the gateway's own host (the demo, or an app whose load balancer routes the
+/// ingest path to the gateway) is not another site: the scheme is left out, since TLS often ends
+/// at a proxy.
+fn same_origin(request: &HttpRequest, origin: &str) -> bool {
+    let authority = origin.split_once("://").map(|(_, rest)| rest);
+    let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+    matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
 }
 
 #[cfg(test)]
@@ -177,5 +189,19 @@ mod tests {
         assert!(matches!(with("https://evil.example"), Err(IngestError::OriginNotAllowed(_))));
         assert!(matches!(with("null"), Err(IngestError::OriginNotAllowed(_))));
         assert!(a.check(&TestRequest::post().to_http_request()).is_ok());
+    }
+
+    #[test]
+    fn a_page_of_the_gateways_own_host_is_not_another_site() {
+        let a = access(&[], &["https://app.example.com"]);
+        let request = |origin: &str, host: &str| {
+            TestRequest::post().insert_header((header::ORIGIN, origin)).insert_header((header::HOST, host))
+        };
+        assert!(a.check(&request("http://127.0.0.1:8080", "127.0.0.1:8080").to_http_request()).is_ok());
+        assert!(a.check(&request("https://telemetry.example.com", "telemetry.example.com").to_http_request()).is_ok());
+        let other = a.check(&request("https://evil.example", "telemetry.example.com").to_http_request());
+        assert!(matches!(other, Err(IngestError::OriginNotAllowed(_))));
+        let other_port = a.check(&request("http://127.0.0.1:3000", "127.0.0.1:8080").to_http_request());
+        assert!(matches!(other_port, Err(IngestError::OriginNotAllowed(_))));
     }
 }

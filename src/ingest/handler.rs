@@ -70,7 +70,7 @@ async fn accept(
         }
     })?;
 
-    let received_at = super::rfc3339_now();
+    let received_at = crate::observability::rfc3339_now();
     if let Some(scrubber) = &state.scrubber {
         for event in &mut batch.events {
             state.metrics.count_redactions_of(scrubber.scrub_event(event));

@@ -32,6 +32,7 @@ use std::{
 use prometheus::IntCounter;
 use slog::{Drain, FnValue, Level, LevelFilter, Logger, OwnedKVList, PushFnValue, Record, o};
 use slog_json::Json;
+use time::{OffsetDateTime, format_description::FormatItem, macros::format_description};
 use tokio::sync::watch;
 
 use crate::setting::{self, at_least};
@@ -74,6 +75,14 @@ impl LogConfig {
             write_timeout: Duration::from_millis(at_least("log_write_timeout_ms", self.log_write_timeout_ms, 1)?),
         })
     }
+}
+
+const RFC3339_MILLIS: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
+/// Now, as RFC 3339 UTC with milliseconds (the format of every `ts` in the logs).
+pub fn rfc3339_now() -> String {
+    OffsetDateTime::now_utc().format(RFC3339_MILLIS).expect("a UTC time always formats")
 }
 
 #[derive(Clone)]
@@ -207,7 +216,7 @@ pub fn init_logs_to<W: Write + Send + 'static>(
     let drain = Arc::new(ChannelDrain { shipper: shipper.clone() });
     let service = Logger::root(
         LevelFilter::new(drain.clone(), level).ignore_res(),
-        o!("ts" => FnValue(|_: &Record| crate::ingest::rfc3339_now())),
+        o!("ts" => FnValue(|_: &Record| rfc3339_now())),
     );
     let events = Logger::root(drain, o!());
     (Logs { service, events, shipper }, LogWriter { lines, thread: Some(thread) })
