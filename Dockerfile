@@ -3,7 +3,7 @@
 # manager, non-root). Orchestrators probe /healthz and /readyz on the admin port, so no HEALTHCHECK.
 # Release builds: scripts/release-image.sh (one tag per build: <version>-<git short sha>, with the
 # commit passed in, since .git is not in the build context). By hand:
-#   docker build --build-arg GIT_COMMIT=$(git rev-parse HEAD) -t client-telemetry:0.1.0-$(git rev-parse --short HEAD) .
+#   docker build --build-arg GIT_COMMIT=$(git rev-parse --short=12 HEAD) -t client-telemetry:0.1.0-$(git rev-parse --short HEAD) .
 
 ARG RUST_VERSION=1.95
 
@@ -12,7 +12,10 @@ FROM rust:${RUST_VERSION}-slim-bookworm AS build
 ARG GIT_COMMIT=unknown
 ENV GIT_COMMIT=${GIT_COMMIT}
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
+# .git is not in the build context: the commit (`--version`, build_info metric) comes as an argument.
+ARG GIT_COMMIT=unknown
+ENV CLIENT_TELEMETRY_GIT_COMMIT=${GIT_COMMIT}
 # Everything the binary is built from: the browser build and the demo page are embedded in it
 # (src/client_assets.rs), the Lua script of the Redis limiter lives in src/.
 COPY src ./src

@@ -88,11 +88,14 @@ class Contract:
         if not job:
             raise SystemExit("docs/contract.md names no Prometheus job")
         self.job = job.group(1)
-        # Settings: the contract's, and those the README and docs/forwarding.md document.
-        docs = "\n".join(p.read_text() for p in (ROOT / "README.md", ROOT / "docs" / "forwarding.md") if p.exists())
-        names = set(re.findall(r"\b(?:CLIENT_TELEMETRY|OTEL)_[A-Z0-9_]*[A-Z0-9]\b", text + "\n" + docs))
+        # Settings: the current names of docs/configuration.md's reference (generated from the code;
+        # deprecated spellings are not accepted in deploy/), plus the OTel prefixes the contract allows.
+        reference = (ROOT / "docs" / "configuration.md").read_text()
+        rows = re.findall(r"^\| `((?:CLIENT_TELEMETRY|OTEL)_[A-Z0-9_]+)` \| [^|]* \| (.*) \|$", reference, re.M)
+        self.env = {name for name, meaning in rows if not meaning.startswith("deprecated")}
+        if not self.env:
+            raise SystemExit("docs/configuration.md lists no settings")
         self.env_prefixes = {p.rstrip("_") + "_" for p in re.findall(r"\b(OTEL_[A-Z_]+_)\*", text)}
-        self.env = names
 
     def env_known(self, name: str) -> bool:
         return name in self.env or any(name.startswith(p) for p in self.env_prefixes)
@@ -688,19 +691,19 @@ def gateway_invariants(target: str, objects: list[dict]) -> list[str]:
     env = configmap_env(objects, gw)
     for name in env:
         if name not in {"POD_NAME", "POD_NAMESPACE"} and not contract.env_known(name):
-            p(f"setting {name} is not in docs/contract.md or the README")
+            p(f"setting {name} is not a current setting of docs/configuration.md")
     if env.get("CLIENT_TELEMETRY_RATE_LIMIT_BACKEND") != "redis":
         p("the Redis rate-limit backend is not on")
     for setting, port_name in (("CLIENT_TELEMETRY_BIND", "http"), ("CLIENT_TELEMETRY_ADMIN_BIND", "admin")):
         bind = env.get(setting, "")
         if not bind.endswith(f":{ports.get(port_name)}"):
             p(f"{setting}={bind!r} does not listen on the {port_name} container port {ports.get(port_name)}")
-    url = env.get("CLIENT_TELEMETRY_REDIS_URL", "")
+    url = env.get("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL", "")
     host = re.match(r"rediss?://(?:[^@/]*@)?([^:/]+)", url)
     if not host:
-        p(f"CLIENT_TELEMETRY_REDIS_URL {url!r} is not a redis:// URL")
+        p(f"CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL {url!r} is not a redis:// URL")
     elif "." not in host.group(1) and not by_kind(objects, "Service", host.group(1)):
-        p(f"CLIENT_TELEMETRY_REDIS_URL names Service {host.group(1)!r}, which is not deployed")
+        p(f"CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL names Service {host.group(1)!r}, which is not deployed")
     # Probes on the admin port: readiness follows draining, liveness checks only the process.
     for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz"), ("startupProbe", "/healthz")):
         get = gw.get(probe, {}).get("httpGet", {})
@@ -946,13 +949,13 @@ def _k8s_site():
     byo_url = "rediss://:byo-password@redis.example.internal:6380/0"
     ex = os.path.relpath(OVERLAY, OVERLAY.parent / ".check-x")
     byo_secret = yaml.safe_dump({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                                 "metadata": {"name": SECRET_NAME}, "stringData": {"CLIENT_TELEMETRY_REDIS_URL": byo_url}})
+                                 "metadata": {"name": SECRET_NAME}, "stringData": {"CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL": byo_url}})
     delete = ("$patch: delete\napiVersion: v1\nkind: Secret\nmetadata:\n  name: " + SECRET_NAME + "\n")
     variants = {
         "secretGenerator behavior: replace": {"kustomization.yaml": yaml.safe_dump({
             "resources": [ex],
             "secretGenerator": [{"name": SECRET_NAME, "behavior": "replace",
-                                 "literals": [f"CLIENT_TELEMETRY_REDIS_URL={byo_url}"]}]})},
+                                 "literals": [f"CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL={byo_url}"]}]})},
         "the generated Secret deleted, the overlay's own Secret resource (as an ExternalSecret would create it)": {
             "without/kustomization.yaml": yaml.safe_dump({"resources": [os.path.join("..", ex)], "patches": [{"patch": delete}]}),
             "secret.yaml": byo_secret,
@@ -961,9 +964,9 @@ def _k8s_site():
     for how, files in variants.items():
         objects = render_variant(files)
         names, values = secret_used(objects)
-        if names != [SECRET_NAME] or values.get("CLIENT_TELEMETRY_REDIS_URL") != byo_url:
+        if names != [SECRET_NAME] or values.get("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL") != byo_url:
             problems.append(f"bring-your-own Secret ({how}): pods read {names} with "
-                            f"CLIENT_TELEMETRY_REDIS_URL={values.get('CLIENT_TELEMETRY_REDIS_URL')!r}, not the overlay's")
+                            f"CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL={values.get('CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL')!r}, not the overlay's")
     # Demo Redis: password (the gateway's URL carries the Redis's own), protected mode, no silent eviction.
     _, values = secret_used(overlay)
     sts = one(overlay, "StatefulSet", "client-telemetry-redis")
@@ -975,9 +978,9 @@ def _k8s_site():
         problems.append("demo Redis has no password from a Secret")
     else:
         password = base64.b64decode(one(overlay, "Secret", pw_ref["name"])["data"][pw_ref["key"]]).decode()
-        m = re.match(r"rediss?://(?:[^:@/]*):([^@/]+)@", values.get("CLIENT_TELEMETRY_REDIS_URL", ""))
+        m = re.match(r"rediss?://(?:[^:@/]*):([^@/]+)@", values.get("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL", ""))
         if not m or m.group(1) != password:
-            problems.append("the gateway's CLIENT_TELEMETRY_REDIS_URL does not carry the demo Redis's password")
+            problems.append("the gateway's CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL does not carry the demo Redis's password")
     if opt("--protected-mode") != "yes":
         problems.append("demo Redis runs with protected mode off")
     if opt("--maxmemory-policy") != "noeviction":
@@ -1040,7 +1043,7 @@ def _compose():
             env = dict(e.split("=", 1) for e in env)
         for name in env:
             if not contract.env_known(name):
-                problems.append(f"{g}: setting {name} is not in docs/contract.md or the README")
+                problems.append(f"{g}: setting {name} is not a current setting of docs/configuration.md")
         if env.get("CLIENT_TELEMETRY_RATE_LIMIT_BACKEND") != "redis":
             problems.append(f"{g}: not on the Redis backend")
         if lb_ips and env.get("CLIENT_TELEMETRY_TRUSTED_PROXIES") != f"{next(iter(lb_ips))}/32":
@@ -1090,9 +1093,9 @@ def _compose():
     if not ropt("--requirepass") or ropt("--protected-mode") != "yes" or ropt("--maxmemory-policy") != "noeviction":
         problems.append("compose redis: no password, protected mode off, or an eviction policy that weakens the limit silently")
     for g in gateways:
-        url = services[g].get("environment", {}).get("CLIENT_TELEMETRY_REDIS_URL", "")
+        url = services[g].get("environment", {}).get("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL", "")
         if ropt("--requirepass") and f":{ropt('--requirepass')}@" not in url:
-            problems.append(f"{g}: CLIENT_TELEMETRY_REDIS_URL does not carry the redis password")
+            problems.append(f"{g}: CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL does not carry the redis password")
     if not re.search(r"proxy_set_header\s+X-Forwarded-For\s+\$remote_addr\s*;", nginx_conf):
         problems.append("nginx does not set X-Forwarded-For to the client address")
     # promtool on the real config, with the container paths pointed at the repo's files.

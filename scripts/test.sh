@@ -23,6 +23,8 @@ step "rustfmt"
 cargo fmt --all --check
 step "clippy"
 cargo clippy --all-targets --locked -- -D warnings
+step "module imports (no cycle between the top-level modules of src/)"
+python3 scripts/check_imports.py
 
 step "Rust tests (unit + integration over real sockets)"
 cargo build --locked

@@ -9,6 +9,24 @@ use std::net::{IpAddr, Ipv6Addr};
 use actix_web::{HttpRequest, http::header::HeaderMap};
 use ipnet::IpNet;
 
+use crate::setting;
+
+setting::component! {
+    /// Who the client is.
+    pub struct ClientIpConfig {
+        /// comma-separated CIDRs or addresses whose `X-Forwarded-For` is believed
+        #[serde(deserialize_with = "setting::comma_list")]
+        trusted_proxies: Vec<String> = Vec::new(),
+    }
+}
+
+impl ClientIpConfig {
+    /// The trusted proxies' networks.
+    pub fn resolve(&self) -> Result<Vec<IpNet>, setting::Error> {
+        setting::each("trusted_proxies", &self.trusted_proxies, setting::cidr)
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ClientIdentity {
     trusted_proxies: Vec<IpNet>,
@@ -120,7 +138,7 @@ mod tests {
     }
 
     fn identity(trusted: &[&str]) -> ClientIdentity {
-        ClientIdentity::new(trusted.iter().map(|c| crate::settings::parse_cidr(c).unwrap()).collect())
+        ClientIdentity::new(trusted.iter().map(|c| setting::parse_cidr(c).unwrap()).collect())
     }
 
     fn ip(s: &str) -> IpAddr {

@@ -14,6 +14,7 @@ pub mod ratelimit;
 pub mod redact;
 pub mod scrub;
 pub mod server;
+pub mod setting;
 pub mod settings;
 pub mod tls;
 pub mod transport;

@@ -15,6 +15,27 @@ use std::{
 use actix_web::dev::ServerHandle;
 use slog::{Logger, info};
 
+use crate::setting;
+
+setting::component! {
+    /// Draining after SIGTERM/SIGINT.
+    pub struct ShutdownConfig {
+        /// after SIGTERM/SIGINT, time with readiness 503 before the listeners close (`0` allowed)
+        shutdown_delay_ms: u64 = 0,
+        /// time in-flight requests, then the OTLP queue, get to finish once the listeners close (`0` allowed)
+        shutdown_grace_ms: u64 = 15_000,
+    }
+}
+
+impl ShutdownConfig {
+    pub fn resolve(&self) -> ShutdownSettings {
+        ShutdownSettings {
+            delay: Duration::from_millis(self.shutdown_delay_ms),
+            grace: Duration::from_millis(self.shutdown_grace_ms),
+        }
+    }
+}
+
 /// Where the process is in its life: serving, or draining after a signal, with how many ingest
 /// requests are still in flight.
 #[derive(Clone, Default)]

@@ -37,7 +37,7 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     let lifecycle = Lifecycle::default();
     let limiter = Arc::new(Limiter::from_settings(&settings.rate_limit, &metrics, &logs.service));
     let ingest_state = Data::new(IngestState {
-        access: Access::new(settings.access.clone()),
+        access: Access::new(settings.access.clone(), logs.service.clone()),
         identity: ClientIdentity::new(settings.trusted_proxies.clone()),
         limiter: limiter.clone(),
         rate_limit_headers: RateLimitHeaders::new(&settings.rate_limit),
@@ -48,7 +48,7 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
             .enabled
             .then(|| Scrubber::new(&settings.scrub).expect("patterns were checked with the settings")),
         logs: logs.clone(),
-        log_write_timeout: settings.log_write_timeout,
+        log_write_timeout: settings.log.write_timeout,
         forwarder,
         metrics: IngestMetrics::new(&metrics),
         lifecycle: lifecycle.clone(),
@@ -58,16 +58,17 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     // Before "listening" is printed: a signal sent as soon as it is must not kill the process.
     let signal = lifecycle::shutdown_signal();
     let (ingest_server, addr) = ingest_server(&settings, ingest_state, health_state.clone())?;
-    let admin_server = match &settings.admin_bind {
+    let admin_server = match &settings.transport.admin_bind {
         Some(bind) => Some(admin_server(bind, health_state)?),
         None => None,
     };
     let admin_addr = admin_server.as_ref().map(|(_, addr)| addr.clone());
     // On the unfiltered logger: tools wait for this line whatever the log level.
     info!(logs.events, "listening"; "addr" => addr, "admin_addr" => admin_addr,
-        "rate_limit_backend" => limiter.backend_name(), "version" => env!("CARGO_PKG_VERSION"));
+        "rate_limit_backend" => limiter.backend_name(), "version" => env!("CARGO_PKG_VERSION"),
+        "commit" => env!("CLIENT_TELEMETRY_GIT_COMMIT"));
     for (setting, instead) in &settings.deprecated {
-        warn!(logs.service, "deprecated setting"; "setting" => setting, "instead" => *instead);
+        warn!(logs.service, "deprecated setting"; "setting" => setting, "instead" => instead);
     }
 
     let admin_server = admin_server.map(|(server, _)| server);
@@ -97,8 +98,9 @@ fn ingest_server(
     ingest_state: Data<IngestState>,
     health_state: Data<HealthState>,
 ) -> io::Result<(Server, String)> {
-    let health_on_ingest = settings.admin_bind.is_none();
-    let origins = settings.cors_allowed_origins.clone();
+    let health_on_ingest = settings.transport.admin_bind.is_none();
+    // The origins allowed to send are the ones given CORS headers.
+    let origins = settings.access.allowed_origins.clone();
     let transport = &settings.transport;
     let mut server = HttpServer::new(move || {
         App::new()
@@ -122,10 +124,10 @@ fn ingest_server(
     .keep_alive(transport.keep_alive)
     .max_connections(transport.max_connections_per_worker)
     .on_connect(transport::on_connect(transport.max_connection_age));
-    if settings.workers > 0 {
-        server = server.workers(settings.workers);
+    if transport.workers > 0 {
+        server = server.workers(transport.workers);
     }
-    let server = server.bind(&settings.bind)?;
+    let server = server.bind(&transport.bind)?;
     let addr = server.addrs().first().map(ToString::to_string).unwrap_or_default();
     Ok((server.run(), addr))
 }

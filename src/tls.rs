@@ -11,7 +11,7 @@ use rustls::{
     pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
 };
 
-/// Which settings name the files, for error messages (e.g. `CLIENT_TELEMETRY_REDIS_CA_FILE`).
+/// Which settings name the files, for error messages (e.g. `CLIENT_TELEMETRY_RATE_LIMIT_REDIS_CA_FILE`).
 pub struct FileSettings<'a> {
     pub ca: (&'a str, &'a str),
     pub client_cert: (&'a str, &'a str),

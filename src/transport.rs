@@ -30,6 +30,64 @@ use actix_web::{
 };
 use futures_util::Stream;
 
+use crate::setting::{self, at_least};
+
+setting::component! {
+    /// The listeners and their connections.
+    pub struct TransportConfig {
+        /// ingest listener, `host:port` (port 0: any free port)
+        bind: String = "0.0.0.0:8080".into(),
+        /// separate listener for `/healthz`, `/readyz` and `/metrics`; unset, they are served on the ingest listener
+        admin_bind: Option<String> = None,
+        /// HTTP worker threads; `0` = one per core
+        workers: usize = 0,
+        /// time to send the request headers (408 and close)
+        header_read_timeout_ms: u64 = 5000,
+        /// idle keep-alive; behind a load balancer set it above the balancer's idle timeout; `0` disables keep-alive
+        keep_alive_ms: u64 = 5000,
+        /// open connections per worker thread; more wait in the kernel's backlog
+        max_connections_per_worker: usize = 10_000,
+        /// a connection past this age (less up to 10 % jitter) is closed after its next answer; `0` = never
+        max_connection_age_ms: u64 = 600_000,
+    }
+}
+
+/// The listeners and their connection limits.
+#[derive(Debug, Clone)]
+pub struct TransportSettings {
+    pub bind: String,
+    /// Separate listener for /healthz, /readyz and /metrics, so /metrics need not be public.
+    pub admin_bind: Option<String>,
+    /// HTTP worker threads; 0: one per core.
+    pub workers: usize,
+    /// Time a client has to send the request headers.
+    pub header_read_timeout: Duration,
+    pub keep_alive: Duration,
+    pub max_connections_per_worker: usize,
+    /// Connections older than this (minus up to 10 % jitter) are closed after their next answer.
+    pub max_connection_age: Option<Duration>,
+}
+
+impl TransportConfig {
+    pub fn resolve(&self) -> Result<TransportSettings, setting::Error> {
+        let admin_bind = self.admin_bind.as_deref().filter(|a| !a.trim().is_empty());
+        Ok(TransportSettings {
+            bind: setting::socket_address("bind", &self.bind)?,
+            admin_bind: admin_bind.map(|a| setting::socket_address("admin_bind", a)).transpose()?,
+            workers: self.workers,
+            header_read_timeout: Duration::from_millis(at_least(
+                "header_read_timeout_ms",
+                self.header_read_timeout_ms,
+                1,
+            )?),
+            keep_alive: Duration::from_millis(self.keep_alive_ms),
+            max_connections_per_worker: at_least("max_connections_per_worker", self.max_connections_per_worker, 1)?,
+            max_connection_age: (self.max_connection_age_ms > 0)
+                .then(|| Duration::from_millis(self.max_connection_age_ms)),
+        })
+    }
+}
+
 /// Time a closing connection gets to flush its last answer.
 pub const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 

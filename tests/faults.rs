@@ -61,8 +61,8 @@ fn redis_fleet(redis: &RedisServer, collector: &Collector) -> [Gateway; 2] {
     let url = redis.url();
     let env = [
         ("CLIENT_TELEMETRY_RATE_LIMIT_BACKEND", "redis"),
-        ("CLIENT_TELEMETRY_REDIS_URL", url.as_str()),
-        ("CLIENT_TELEMETRY_REDIS_TIMEOUT_MS", "200"),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL", url.as_str()),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_TIMEOUT_MS", "200"),
     ];
     let fleet = [gateway(&collector.endpoint(), &env), gateway(&collector.endpoint(), &env)];
     for replica in &fleet {

@@ -67,6 +67,34 @@ fn origins_outside_the_allow_list_are_refused() {
 }
 
 #[test]
+fn a_refused_origin_costs_no_quota_writes_no_event_and_is_counted_and_logged_once() {
+    let gateway = Gateway::start(&[
+        ("CLIENT_TELEMETRY_ALLOWED_ORIGINS", "https://app.example.com"),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS", "2"),
+    ]);
+    for _ in 0..5 {
+        assert_eq!(gateway.post_with(&[("origin", "http://localhost:3000")], &batch(3)).status, 403);
+    }
+    assert_eq!(gateway.post_with(&[("origin", "https://other.example")], &batch(3)).status, 403);
+    assert_eq!(gateway.metric(r#"client_telemetry_requests_total{status="403"}"#), 6.0);
+    // The refusals spent none of the client's quota: its two requests still pass.
+    for _ in 0..2 {
+        assert_eq!(gateway.post_with(&[("origin", "https://app.example.com")], &batch(1)).status, 204);
+    }
+    let events = gateway.wait_for_events(2);
+    assert_eq!(events.len(), 2, "only the allowed origin's events are written");
+    assert_eq!(gateway.metric(r#"client_telemetry_events_total{level="info"}"#), 2.0);
+    // The operator is told which origin, once per origin per minute, not once per request.
+    let warned: Vec<_> = gateway
+        .log_lines()
+        .into_iter()
+        .filter(|l| l["msg"].as_str().is_some_and(|m| m.starts_with("origin not allowed")))
+        .map(|l| l["origin"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(warned, ["http://localhost:3000", "https://other.example"]);
+}
+
+#[test]
 fn gzip_bodies_are_bounded_by_their_decompressed_size() {
     let limit = 4096;
     let gateway = Gateway::start(&[("CLIENT_TELEMETRY_MAX_BODY_BYTES", &limit.to_string())]);

@@ -158,7 +158,9 @@ fn metrics_count_known_traffic() {
     assert_eq!(gateway.metric(r#"client_telemetry_batch_size_bucket{le="20"}"#), 4.0);
     assert_eq!(gateway.metric(r#"client_telemetry_batch_size_bucket{le="10"}"#), 1.0);
     assert_eq!(gateway.metric("client_telemetry_request_duration_seconds_count"), 5.0);
-    assert_eq!(gateway.metric(r#"client_telemetry_build_info{version="0.1.0"}"#), 1.0);
+    let build =
+        format!(r#"client_telemetry_build_info{{commit="{}",version="0.1.0"}}"#, env!("CLIENT_TELEMETRY_GIT_COMMIT"));
+    assert_eq!(gateway.metric(&build), 1.0);
     assert!(gateway.metric("process_resident_memory_bytes") > 0.0);
     // operations endpoints live on the admin listener only
     assert_eq!(gateway.get(&gateway.url("/metrics")).status, 404);
@@ -169,7 +171,7 @@ fn metrics_count_known_traffic() {
 #[test]
 fn cors_echoes_allowed_origins_with_credentials_and_exposes_the_limit_headers() {
     let origin = "http://app.example:3000";
-    let gateway = Gateway::start(&[("CLIENT_TELEMETRY_CORS_ALLOWED_ORIGINS", origin)]);
+    let gateway = Gateway::start(&[("CLIENT_TELEMETRY_ALLOWED_ORIGINS", origin)]);
     let preflight = support::reply(
         ureq::request("OPTIONS", &gateway.url(support::INGEST))
             .set("origin", origin)
@@ -188,9 +190,10 @@ fn cors_echoes_allowed_origins_with_credentials_and_exposes_the_limit_headers() 
     for header in ["retry-after", "ratelimit", "ratelimit-policy"] {
         assert!(exposed.contains(header), "{exposed}");
     }
-    // another origin gets no CORS grant (the browser hides the answer)
+    // another origin gets no CORS grant, and is refused: the allowed origins are one list
     let other = gateway.post_with(&[("origin", "https://evil.example")], &batch(1));
     assert_eq!(other.header("access-control-allow-origin"), None);
+    assert_eq!(other.status, 403);
 }
 
 #[test]

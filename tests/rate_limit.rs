@@ -190,7 +190,7 @@ fn with_batch_id(gateway: &Gateway, id: &str, body: &str) -> support::Reply {
 
 #[test]
 fn a_retried_batch_is_logged_once_and_answered_as_a_duplicate() {
-    let gateway = Gateway::start(&[("CLIENT_TELEMETRY_DEDUP_WINDOW_MS", "60000")]);
+    let gateway = Gateway::start(&[("CLIENT_TELEMETRY_RATE_LIMIT_DEDUP_WINDOW_MS", "60000")]);
     assert_eq!(with_batch_id(&gateway, "b-1", &batch(3)).status, 204);
     let retry = with_batch_id(&gateway, "b-1", &batch(3));
     assert_eq!(retry.status, 200);
@@ -210,7 +210,7 @@ fn a_retried_batch_is_logged_once_and_answered_as_a_duplicate() {
 
 #[test]
 fn a_batch_that_was_refused_is_not_a_duplicate_when_sent_again() {
-    let gateway = Gateway::start(&[("CLIENT_TELEMETRY_DEDUP_WINDOW_MS", "60000")]);
+    let gateway = Gateway::start(&[("CLIENT_TELEMETRY_RATE_LIMIT_DEDUP_WINDOW_MS", "60000")]);
     assert_eq!(with_batch_id(&gateway, "b-1", "{\"events\":[{}]}").status, 400);
     assert_eq!(with_batch_id(&gateway, "b-1", &batch(1)).status, 204, "only accepted batches are remembered");
     assert_eq!(with_batch_id(&gateway, "b-1", &batch(1)).status, 200);
@@ -218,7 +218,7 @@ fn a_batch_that_was_refused_is_not_a_duplicate_when_sent_again() {
 
 #[test]
 fn batch_ids_are_remembered_for_the_dedup_window_only() {
-    let gateway = Gateway::start(&[("CLIENT_TELEMETRY_DEDUP_WINDOW_MS", "300")]);
+    let gateway = Gateway::start(&[("CLIENT_TELEMETRY_RATE_LIMIT_DEDUP_WINDOW_MS", "300")]);
     assert_eq!(with_batch_id(&gateway, "b-1", &batch(1)).status, 204);
     assert_eq!(with_batch_id(&gateway, "b-1", &batch(1)).status, 200);
     std::thread::sleep(Duration::from_millis(500));

@@ -24,14 +24,14 @@ use support::{Gateway, RedisServer, batch, free_port, wait_until};
 
 /// Deadline for tests about the arithmetic: a slow moment on a busy machine must not send them to
 /// the fallback. Tests about failures use the default (25 ms).
-const PATIENT: (&str, &str) = ("CLIENT_TELEMETRY_REDIS_TIMEOUT_MS", "2000");
+const PATIENT: (&str, &str) = ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_TIMEOUT_MS", "2000");
 const DEGRADED: &str = "client_telemetry_rate_limiter_degraded";
 
 /// `count` gateways on `redis`, behind a trusted proxy so a test chooses the client address.
 fn fleet(redis_url: &str, count: usize, max_requests: &str, extra: &[(&str, &str)]) -> Vec<Gateway> {
     let mut env = vec![
         ("CLIENT_TELEMETRY_RATE_LIMIT_BACKEND", "redis"),
-        ("CLIENT_TELEMETRY_REDIS_URL", redis_url),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL", redis_url),
         ("CLIENT_TELEMETRY_RATE_LIMIT_WINDOW_MS", "60000"),
         ("CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS", max_requests),
         ("CLIENT_TELEMETRY_TRUSTED_PROXIES", "127.0.0.1"),
@@ -106,7 +106,7 @@ fn each_worker_shares_one_connection_however_many_requests_run_at_once() {
     let redis = RedisServer::start();
     let gateway = Arc::new(Gateway::start(&[
         ("CLIENT_TELEMETRY_RATE_LIMIT_BACKEND", "redis"),
-        ("CLIENT_TELEMETRY_REDIS_URL", &redis.url()),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL", &redis.url()),
         ("CLIENT_TELEMETRY_TRUSTED_PROXIES", "127.0.0.1"),
         ("CLIENT_TELEMETRY_WORKERS", "2"),
         PATIENT,
@@ -131,7 +131,7 @@ fn with_the_memory_backend_each_instance_limits_alone() {
     let env = [
         ("CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS", "5"),
         ("CLIENT_TELEMETRY_TRUSTED_PROXIES", "127.0.0.1"),
-        ("CLIENT_TELEMETRY_REDIS_URL", "redis://127.0.0.1:1"), // never used
+        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL", "redis://127.0.0.1:1"), // never used
     ];
     let fleet: Vec<Gateway> = (0..3).map(|_| Gateway::start(&env)).collect();
     let statuses = round_robin(&fleet, "198.51.100.9", 30);
@@ -148,7 +148,7 @@ fn with_the_memory_backend_each_instance_limits_alone() {
 fn limiter(redis: &RedisServer, window_ms: u64, max_requests: u32) -> RedisLimiter {
     let vars = [
         ("CLIENT_TELEMETRY_RATE_LIMIT_BACKEND", "redis".to_string()),
-        ("CLIENT_TELEMETRY_REDIS_URL", redis.url()),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL", redis.url()),
         ("CLIENT_TELEMETRY_RATE_LIMIT_WINDOW_MS", window_ms.to_string()),
         ("CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS", max_requests.to_string()),
         (PATIENT.0, PATIENT.1.to_string()),
@@ -332,7 +332,7 @@ fn session_limits_and_batch_ids_are_shared_by_every_replica() {
     let extra = [
         PATIENT,
         ("CLIENT_TELEMETRY_RATE_LIMIT_SESSION_MAX_REQUESTS", "2"),
-        ("CLIENT_TELEMETRY_DEDUP_WINDOW_MS", "60000"),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_DEDUP_WINDOW_MS", "60000"),
     ];
     let fleet = fleet(&redis.url(), 2, "10", &extra);
     let send = |gateway: &Gateway, session: &str, batch_id: &str| {

@@ -24,9 +24,9 @@ fn fleet(cluster: &RedisCluster, count: usize, timeout_ms: &str) -> Vec<Gateway>
     let urls = cluster.urls();
     let env = [
         ("CLIENT_TELEMETRY_RATE_LIMIT_BACKEND", "redis"),
-        ("CLIENT_TELEMETRY_REDIS_MODE", "cluster"),
-        ("CLIENT_TELEMETRY_REDIS_URL", urls.as_str()),
-        ("CLIENT_TELEMETRY_REDIS_TIMEOUT_MS", timeout_ms),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_MODE", "cluster"),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL", urls.as_str()),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_TIMEOUT_MS", timeout_ms),
         ("CLIENT_TELEMETRY_RATE_LIMIT_WINDOW_MS", "60000"),
         ("CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS", "5"),
         ("CLIENT_TELEMETRY_TRUSTED_PROXIES", "127.0.0.1"),
@@ -56,9 +56,11 @@ fn admitted(statuses: &[u16]) -> usize {
 
 /// The hash slot of a client's keys, from the gateway's own key naming.
 fn slot_of(cluster: &RedisCluster, ip: &str) -> u16 {
-    let vars =
-        [("CLIENT_TELEMETRY_RATE_LIMIT_BACKEND", "redis"), ("CLIENT_TELEMETRY_REDIS_URL", "redis://127.0.0.1:1")]
-            .map(|(k, v)| (k.to_string(), v.to_string()));
+    let vars = [
+        ("CLIENT_TELEMETRY_RATE_LIMIT_BACKEND", "redis"),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL", "redis://127.0.0.1:1"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
     let settings = Settings::from_vars(vars).unwrap();
     let limiter =
         RedisLimiter::new(&settings.rate_limit, &Metrics::new(), slog::Logger::root(slog::Discard, slog::o!()));

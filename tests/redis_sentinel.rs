@@ -18,10 +18,10 @@ fn fleet(topology: &RedisSentinel, count: usize, timeout_ms: &str) -> Vec<Gatewa
     let urls = topology.sentinel_urls();
     let env = [
         ("CLIENT_TELEMETRY_RATE_LIMIT_BACKEND", "redis"),
-        ("CLIENT_TELEMETRY_REDIS_MODE", "sentinel"),
-        ("CLIENT_TELEMETRY_REDIS_URL", urls.as_str()),
-        ("CLIENT_TELEMETRY_REDIS_SENTINEL_MASTER", MASTER_NAME),
-        ("CLIENT_TELEMETRY_REDIS_TIMEOUT_MS", timeout_ms),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_MODE", "sentinel"),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL", urls.as_str()),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_SENTINEL_MASTER", MASTER_NAME),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_TIMEOUT_MS", timeout_ms),
         ("CLIENT_TELEMETRY_RATE_LIMIT_WINDOW_MS", "60000"),
         ("CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS", "5"),
         ("CLIENT_TELEMETRY_TRUSTED_PROXIES", "127.0.0.1"),

@@ -35,8 +35,8 @@ fn valid_urls_with_credentials_are_masked_in_logs_readyz_and_metrics() {
         ("CLIENT_TELEMETRY_OTLP_BATCH_DELAY_MS", "10"),
         ("CLIENT_TELEMETRY_OTLP_RETRY_MAX_ELAPSED_MS", "0"),
         ("CLIENT_TELEMETRY_RATE_LIMIT_BACKEND", "redis"),
-        ("CLIENT_TELEMETRY_REDIS_URL", &redis),
-        ("CLIENT_TELEMETRY_REDIS_TIMEOUT_MS", "200"),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL", &redis),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_TIMEOUT_MS", "200"),
         ("CLIENT_TELEMETRY_LOG_LEVEL", "debug"),
     ]);
     assert_eq!(gateway.post(&batch(2)).status, 204);
@@ -72,9 +72,9 @@ fn invalid_urls_with_credentials_are_refused_without_echoing_them() {
         ("OTEL_COLLECTOR_ENDPOINT", "http://user:pw-userinfo@ho st/v1/logs?token=tok-query"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http//u:base-pw@collector:4318?sig=sig-query"),
         ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://collector:4318/v1/logs?api_key=tok-query bad"),
-        ("CLIENT_TELEMETRY_REDIS_URL", "redis://:redis-pw@redis:6379/not-a-db"),
-        ("CLIENT_TELEMETRY_REDIS_URL", "http://:redis-pw@redis:6379"),
-        ("CLIENT_TELEMETRY_REDIS_URL", "redis://u:redis-pw/x@redis:6379"),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL", "redis://:redis-pw@redis:6379/not-a-db"),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL", "http://:redis-pw@redis:6379"),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL", "redis://u:redis-pw/x@redis:6379"),
     ];
     for (name, value) in cases {
         let output = Command::new(BIN)

@@ -14,8 +14,8 @@ fn gateway_on(redis: &TlsRedis, tls: &[(&str, String)]) -> Gateway {
     let url = redis.url();
     let mut env: Vec<(&str, &str)> = vec![
         ("CLIENT_TELEMETRY_RATE_LIMIT_BACKEND", "redis"),
-        ("CLIENT_TELEMETRY_REDIS_URL", &url),
-        ("CLIENT_TELEMETRY_REDIS_TIMEOUT_MS", "2000"),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL", &url),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_TIMEOUT_MS", "2000"),
         ("CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS", "5"),
         ("CLIENT_TELEMETRY_TRUSTED_PROXIES", "127.0.0.1"),
     ];
@@ -35,7 +35,7 @@ fn redis_errors(gateway: &Gateway, kind: &str) -> f64 {
 fn redis_over_tls_is_reached_with_the_private_ca_and_the_limit_is_kept_there() {
     let ca = TestCa::generate("redis");
     let redis = TlsRedis::start(&ca, false);
-    let gateway = gateway_on(&redis, &[("CLIENT_TELEMETRY_REDIS_CA_FILE", ca.path("ca.crt"))]);
+    let gateway = gateway_on(&redis, &[("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_CA_FILE", ca.path("ca.crt"))]);
     let answers = statuses(&gateway, "198.51.100.1", LIMIT + 2);
     assert_eq!(answers, [204, 204, 204, 204, 204, 429, 429]);
     assert!(redis.dbsize() > 0, "the count is kept on the TLS redis");
@@ -50,15 +50,15 @@ fn a_redis_requiring_client_certificates_admits_the_gateway_with_one_and_refuses
     let with = gateway_on(
         &redis,
         &[
-            ("CLIENT_TELEMETRY_REDIS_CA_FILE", ca.path("ca.crt")),
-            ("CLIENT_TELEMETRY_REDIS_CLIENT_CERT_FILE", ca.path("client.crt")),
-            ("CLIENT_TELEMETRY_REDIS_CLIENT_KEY_FILE", ca.path("client.key")),
+            ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_CA_FILE", ca.path("ca.crt")),
+            ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_CLIENT_CERT_FILE", ca.path("client.crt")),
+            ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_CLIENT_KEY_FILE", ca.path("client.key")),
         ],
     );
     assert_eq!(statuses(&with, "198.51.100.2", LIMIT + 1), [204, 204, 204, 204, 204, 429]);
     assert_eq!(redis_errors(&with, "connection"), 0.0);
 
-    let without = gateway_on(&redis, &[("CLIENT_TELEMETRY_REDIS_CA_FILE", ca.path("ca.crt"))]);
+    let without = gateway_on(&redis, &[("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_CA_FILE", ca.path("ca.crt"))]);
     let answers = statuses(&without, "198.51.100.3", LIMIT + 1);
     assert!(answers.iter().all(|s| [204, 429].contains(s)), "the failure policy answers: {answers:?}");
     assert!(wait_until(Duration::from_secs(5), || redis_errors(&without, "connection")
@@ -72,7 +72,7 @@ fn a_redis_requiring_client_certificates_admits_the_gateway_with_one_and_refuses
 fn a_redis_certificate_from_another_ca_fails_every_handshake_counted_never_a_panic() {
     let (ca, other) = (TestCa::generate("right"), TestCa::generate("wrong"));
     let redis = TlsRedis::start(&ca, false);
-    let gateway = gateway_on(&redis, &[("CLIENT_TELEMETRY_REDIS_CA_FILE", other.path("ca.crt"))]);
+    let gateway = gateway_on(&redis, &[("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_CA_FILE", other.path("ca.crt"))]);
     let answers = statuses(&gateway, "198.51.100.4", LIMIT + 1);
     assert_eq!(answers, [204, 204, 204, 204, 204, 429], "the local limiter decides");
     assert!(redis_errors(&gateway, "connection") >= 1.0);
@@ -133,18 +133,24 @@ fn a_certificate_file_that_cannot_be_loaded_stops_start_up_naming_its_setting() 
     let not_pem = ca.path("server.csr.missing");
     std::fs::write(&not_pem, "not a certificate").unwrap();
     let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
-        (vec![("CLIENT_TELEMETRY_REDIS_CA_FILE", "/nonexistent/ca.pem".into())], "CLIENT_TELEMETRY_REDIS_CA_FILE"),
-        (vec![("CLIENT_TELEMETRY_REDIS_CA_FILE", not_pem.clone())], "CLIENT_TELEMETRY_REDIS_CA_FILE"),
         (
-            vec![("CLIENT_TELEMETRY_REDIS_CLIENT_CERT_FILE", ca.path("client.crt"))],
-            "CLIENT_TELEMETRY_REDIS_CLIENT_KEY_FILE",
+            vec![("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_CA_FILE", "/nonexistent/ca.pem".into())],
+            "CLIENT_TELEMETRY_RATE_LIMIT_REDIS_CA_FILE",
+        ),
+        (
+            vec![("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_CA_FILE", not_pem.clone())],
+            "CLIENT_TELEMETRY_RATE_LIMIT_REDIS_CA_FILE",
+        ),
+        (
+            vec![("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_CLIENT_CERT_FILE", ca.path("client.crt"))],
+            "CLIENT_TELEMETRY_RATE_LIMIT_REDIS_CLIENT_KEY_FILE",
         ),
         (
             vec![
-                ("CLIENT_TELEMETRY_REDIS_CLIENT_CERT_FILE", ca.path("client.crt")),
-                ("CLIENT_TELEMETRY_REDIS_CLIENT_KEY_FILE", ca.path("server.key")),
+                ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_CLIENT_CERT_FILE", ca.path("client.crt")),
+                ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_CLIENT_KEY_FILE", ca.path("server.key")),
             ],
-            "CLIENT_TELEMETRY_REDIS_CLIENT_KEY_FILE",
+            "CLIENT_TELEMETRY_RATE_LIMIT_REDIS_CLIENT_KEY_FILE",
         ),
         (
             vec![

@@ -26,7 +26,7 @@ RELEASE = TARGET / "release"
 OUT = TARGET / "bench"
 NO_LIMIT = {"CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS": "1000000000"}
 SESSIONS_DEDUP = {"CLIENT_TELEMETRY_RATE_LIMIT_SESSION_MAX_REQUESTS": "1000000000",
-                  "CLIENT_TELEMETRY_DEDUP_WINDOW_MS": "60000"}
+                  "CLIENT_TELEMETRY_RATE_LIMIT_DEDUP_WINDOW_MS": "60000"}
 
 
 @dataclass
@@ -59,8 +59,8 @@ def scenarios(selected):
         Scenario("redis-1M-clients", env=redis, needs=("redis",), clients=1_000_000),
         Scenario("redis-3-replicas", env=redis, needs=("redis",), replicas=3),
         # three primaries (no replicas) on loopback: how throughput and Redis CPU per call scale with shards
-        Scenario("redis-cluster", env={**redis, "CLIENT_TELEMETRY_REDIS_MODE": "cluster"}, needs=("redis-cluster",)),
-        Scenario("redis-cluster-3-replicas", env={**redis, "CLIENT_TELEMETRY_REDIS_MODE": "cluster"},
+        Scenario("redis-cluster", env={**redis, "CLIENT_TELEMETRY_RATE_LIMIT_REDIS_MODE": "cluster"}, needs=("redis-cluster",)),
+        Scenario("redis-cluster-3-replicas", env={**redis, "CLIENT_TELEMETRY_RATE_LIMIT_REDIS_MODE": "cluster"},
                  needs=("redis-cluster",), replicas=3),
         # 100 busy clients (NAT egress addresses) on a 3 s window: every key holds all 60 sub-windows
         # after the warm-up, the steady state of a busy key that a short run from empty never reaches
@@ -225,7 +225,7 @@ def start_server(s, services, tmp, index):
         env = {"CLIENT_TELEMETRY_BIND": f"127.0.0.1:{port}", "CLIENT_TELEMETRY_TRUSTED_PROXIES": "127.0.0.1",
                **NO_LIMIT, **s.env}
         if store(s, services):
-            env["CLIENT_TELEMETRY_REDIS_URL"] = store(s, services).url()
+            env["CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL"] = store(s, services).url()
         if "sink" in s.needs:
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{services['sink'].port}"
     env = {"PATH": os.environ["PATH"], **env}

@@ -1,3 +1,45 @@
+use crate::setting::{self, at_least};
+
+setting::component! {
+    /// Bounds on the events of one request.
+    pub struct LimitsConfig {
+        /// events per batch
+        max_events_per_request: usize = 500,
+        /// size of `message`
+        max_message_bytes: usize = 8192,
+        /// size of `scope`
+        max_scope_bytes: usize = 128,
+        /// size of `sessionId`, `requestId`, and of the session and batch ids
+        max_id_bytes: usize = 128,
+        /// size of `context` as JSON text (at least 2)
+        max_context_bytes: usize = 16_384,
+        /// keys in one context, nested objects included
+        max_context_keys: usize = 64,
+        /// nesting levels in one context
+        max_context_depth: usize = 5,
+    }
+}
+
+impl LimitsConfig {
+    pub fn resolve(&self) -> Result<Limits, setting::Error> {
+        Ok(Limits {
+            max_events_per_request: at_least("max_events_per_request", self.max_events_per_request, 1)?,
+            max_message_bytes: at_least("max_message_bytes", self.max_message_bytes, 1)?,
+            max_scope_bytes: at_least("max_scope_bytes", self.max_scope_bytes, 1)?,
+            max_id_bytes: at_least("max_id_bytes", self.max_id_bytes, 1)?,
+            max_context_bytes: at_least("max_context_bytes", self.max_context_bytes, 2)?,
+            max_context_keys: at_least("max_context_keys", self.max_context_keys, 1)?,
+            max_context_depth: at_least("max_context_depth", self.max_context_depth, 1)?,
+        })
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        LimitsConfig::default().resolve().expect("the defaults are valid")
+    }
+}
+
 /// Bounds on the events of one request.
 #[derive(Debug, Clone)]
 pub struct Limits {

@@ -19,7 +19,7 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 mod limits;
 
-pub use limits::Limits;
+pub use limits::{Limits, LimitsConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -355,7 +355,7 @@ mod tests {
     use super::*;
 
     fn limits() -> Limits {
-        crate::settings::Settings::from_vars(Vec::new()).unwrap().limits
+        Limits::default()
     }
 
     const VALID: &str = r#"{"level":"warn","scope":"checkout","sessionId":"s-1","message":"hi","timestamp":"2025-01-15T10:30:45.123Z","requestId":"r-1","context":{"a":1,"b":[true,null,"x"],"c":{"d":1.5}}}"#;
@@ -414,7 +414,7 @@ mod tests {
     /// OTLP carries 64-bit nanoseconds since 1970: the message states that range, both of its ends.
     #[test]
     fn timestamps_are_accepted_over_the_whole_range_otlp_carries_and_the_bound_is_stated() {
-        let limits = crate::settings::Settings::from_vars(Vec::new()).unwrap().limits;
+        let limits = Limits::default();
         for (time, nanos) in [
             ("1970-01-01T00:00:00Z", 0),
             ("2554-07-21T23:34:33.709551615Z", u64::MAX),

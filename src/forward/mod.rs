@@ -33,7 +33,7 @@ use std::{
 };
 
 use prometheus::{Histogram, IntCounter, IntGauge};
-pub use settings::{ForwardSettings, Protocol, RawForward};
+pub use settings::{DEFAULT_SERVICE_NAME, ForwardConfig, ForwardSettings, Protocol};
 use slog::{Logger, info, warn};
 use tokio::{sync::Notify, task::JoinHandle};
 

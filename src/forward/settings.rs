@@ -1,9 +1,10 @@
 //! Forwarding configuration: the seed's names, the OpenTelemetry exporter variables and the
 //! gateway's own batching knobs, resolved with a documented precedence (docs/forwarding.md).
 //!
-//! `RawForward` is flattened into the gateway's `Raw` settings, so each value can come from the
-//! configuration file (key = variable name in lower case) or from the environment. Values are kept as
-//! text here and checked in `resolve`, so every error names the variable that set the bad value.
+//! The `otel_*` keys are read from the variables of that name without our prefix (see
+//! `setting::env_name`). Several variables can set one value, so those are kept as text, unset by
+//! default, and checked in `resolve` after the precedence: every error names the variable that set
+//! the bad value, and the defaults (`DEFAULT_*`) apply when none of them is set.
 
 use std::{fmt, time::Duration};
 
@@ -12,9 +13,11 @@ use actix_web::http::{
     header::{HeaderName, HeaderValue},
 };
 use percent_encoding::percent_decode_str;
-use serde::{Deserialize, Deserializer};
 
-use crate::{redact::redact_url, settings::SettingsError};
+use crate::{
+    redact::redact_url,
+    setting::{self, Error as SettingsError, at_least, invalid},
+};
 
 #[derive(Debug, Clone)]
 pub struct ForwardSettings {
@@ -55,69 +58,95 @@ impl fmt::Debug for Headers {
 }
 
 pub const DEFAULT_SERVICE_NAME: &str = "client-telemetry";
+const DEFAULT_TIMEOUT_MS: u64 = 5000;
+const DEFAULT_QUEUE_CAPACITY: usize = 2048;
+const DEFAULT_BATCH_SIZE: usize = 512;
+const DEFAULT_BATCH_DELAY_MS: u64 = 1000;
 
-/// The variables as the sources gave them; `None` or empty means unset.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct RawForward {
-    #[serde(deserialize_with = "text")]
-    otel_collector_endpoint: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otel_collector_timeout_ms: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otel_exporter_otlp_logs_endpoint: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otel_exporter_otlp_endpoint: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otel_exporter_otlp_logs_protocol: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otel_exporter_otlp_protocol: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otel_exporter_otlp_logs_headers: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otel_exporter_otlp_headers: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otel_exporter_otlp_logs_compression: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otel_exporter_otlp_compression: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otel_exporter_otlp_logs_timeout: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otel_exporter_otlp_timeout: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otel_service_name: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otel_resource_attributes: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otel_blrp_max_queue_size: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otel_blrp_max_export_batch_size: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otel_blrp_schedule_delay: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otlp_queue_capacity: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otlp_batch_size: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otlp_batch_delay_ms: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otlp_max_in_flight: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otlp_retry_initial_backoff_ms: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otlp_retry_max_elapsed_ms: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otel_exporter_otlp_logs_certificate: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otel_exporter_otlp_certificate: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otel_exporter_otlp_logs_client_certificate: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otel_exporter_otlp_client_certificate: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otel_exporter_otlp_logs_client_key: Option<String>,
-    #[serde(deserialize_with = "text")]
-    otel_exporter_otlp_client_key: Option<String>,
+setting::component! {
+    /// OTLP forwarding; off unless an endpoint is set.
+    pub struct ForwardConfig shows shown_default {
+        /// full OTLP/HTTP logs URL (`http://localhost:4318/v1/logs`); forwarding is off unless this or another endpoint below is set; wins over them
+        #[serde(serialize_with = "setting::redact_optional_url")]
+        otel_collector_endpoint: Option<String> = None,
+        /// full logs URL, when `OTEL_COLLECTOR_ENDPOINT` is unset
+        #[serde(serialize_with = "setting::redact_optional_url")]
+        otel_exporter_otlp_logs_endpoint: Option<String> = None,
+        /// base URL, `/v1/logs` appended, when neither full URL is set
+        #[serde(serialize_with = "setting::redact_optional_url")]
+        otel_exporter_otlp_endpoint: Option<String> = None,
+        /// `http/json` or `http/protobuf` (gRPC is not supported); wins over `OTEL_EXPORTER_OTLP_PROTOCOL`
+        otel_exporter_otlp_logs_protocol: Option<String> = None,
+        /// as above, for all signals
+        otel_exporter_otlp_protocol: Option<String> = None,
+        /// `gzip` or `none`; wins over `OTEL_EXPORTER_OTLP_COMPRESSION`
+        otel_exporter_otlp_logs_compression: Option<String> = None,
+        /// as above, for all signals
+        otel_exporter_otlp_compression: Option<String> = None,
+        /// extra request headers, `key=value,…`, values percent-decoded; replaces `OTEL_EXPORTER_OTLP_HEADERS` (no merging); values never logged
+        #[serde(serialize_with = "setting::redact_text")]
+        otel_exporter_otlp_logs_headers: Option<String> = None,
+        /// as above, for all signals
+        #[serde(serialize_with = "setting::redact_text")]
+        otel_exporter_otlp_headers: Option<String> = None,
+        /// timeout of one export attempt, in ms; wins over the two below
+        otel_collector_timeout_ms: Option<String> = None,
+        /// as above (ms); wins over `OTEL_EXPORTER_OTLP_TIMEOUT`
+        otel_exporter_otlp_logs_timeout: Option<String> = None,
+        /// as above (ms), for all signals
+        otel_exporter_otlp_timeout: Option<String> = None,
+        /// the `service.name` resource attribute; wins over `service.name` in `OTEL_RESOURCE_ATTRIBUTES`
+        otel_service_name: Option<String> = None,
+        /// resource attributes, `key=value,…`, values percent-decoded
+        otel_resource_attributes: Option<String> = None,
+        /// events waiting for an export; when full the newest are dropped and counted
+        otlp_queue_capacity: Option<String> = None,
+        /// the same, when `CLIENT_TELEMETRY_OTLP_QUEUE_CAPACITY` is unset
+        otel_blrp_max_queue_size: Option<String> = None,
+        /// events per export, at most the queue capacity
+        otlp_batch_size: Option<String> = None,
+        /// the same, when `CLIENT_TELEMETRY_OTLP_BATCH_SIZE` is unset
+        otel_blrp_max_export_batch_size: Option<String> = None,
+        /// an export leaves when its oldest event has waited this long (`0` allowed)
+        otlp_batch_delay_ms: Option<String> = None,
+        /// the same, when `CLIENT_TELEMETRY_OTLP_BATCH_DELAY_MS` is unset
+        otel_blrp_schedule_delay: Option<String> = None,
+        /// exports in flight at once
+        otlp_max_in_flight: usize = 4,
+        /// first retry backoff; it doubles up to 5 s, with jitter
+        otlp_retry_initial_backoff_ms: u64 = 500,
+        /// how long one batch may be retried from its first attempt (`0` allowed: no retries)
+        otlp_retry_max_elapsed_ms: u64 = 30_000,
+        /// PEM file of the CA(s) to trust for an `https://` endpoint instead of the bundled web roots; wins over `OTEL_EXPORTER_OTLP_CERTIFICATE`
+        otel_exporter_otlp_logs_certificate: Option<String> = None,
+        /// as above, for all signals
+        otel_exporter_otlp_certificate: Option<String> = None,
+        /// PEM client certificate chain for mutual TLS (with its key); wins over `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`
+        otel_exporter_otlp_logs_client_certificate: Option<String> = None,
+        /// as above, for all signals
+        otel_exporter_otlp_client_certificate: Option<String> = None,
+        /// PEM private key of the client certificate; wins over `OTEL_EXPORTER_OTLP_CLIENT_KEY`
+        otel_exporter_otlp_logs_client_key: Option<String> = None,
+        /// as above, for all signals
+        otel_exporter_otlp_client_key: Option<String> = None,
+    }
+}
+
+/// What applies when none of the variables that can set a value is set (for the reference).
+fn shown_default(key: &str) -> Option<String> {
+    let value = match key {
+        "otel_exporter_otlp_logs_protocol" | "otel_exporter_otlp_protocol" => "http/json".into(),
+        "otel_exporter_otlp_logs_compression" | "otel_exporter_otlp_compression" => "none".into(),
+        "otel_collector_timeout_ms" | "otel_exporter_otlp_logs_timeout" | "otel_exporter_otlp_timeout" => {
+            DEFAULT_TIMEOUT_MS.to_string()
+        }
+        "otel_service_name" => DEFAULT_SERVICE_NAME.to_string(),
+        "otlp_queue_capacity" | "otel_blrp_max_queue_size" => DEFAULT_QUEUE_CAPACITY.to_string(),
+        "otlp_batch_size" | "otel_blrp_max_export_batch_size" => DEFAULT_BATCH_SIZE.to_string(),
+        "otlp_batch_delay_ms" | "otel_blrp_schedule_delay" => DEFAULT_BATCH_DELAY_MS.to_string(),
+        _ => return None,
+    };
+    Some(value)
 }
 
 /// A set value: the variable that set it, and the value.
@@ -130,7 +159,7 @@ fn first<'a>(candidates: &[(&'static str, &'a Option<String>)]) -> Set<'a> {
         .find_map(|(name, value)| value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(|v| (*name, v)))
 }
 
-impl RawForward {
+impl ForwardConfig {
     /// `None` when no endpoint is set: forwarding is off.
     pub fn resolve(&self) -> Result<Option<ForwardSettings>, SettingsError> {
         let Some(endpoint) = self.endpoint()? else { return Ok(None) };
@@ -165,7 +194,7 @@ impl RawForward {
                 ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", &self.otel_exporter_otlp_logs_timeout),
                 ("OTEL_EXPORTER_OTLP_TIMEOUT", &self.otel_exporter_otlp_timeout),
             ]),
-            5000,
+            DEFAULT_TIMEOUT_MS,
             1,
         )?;
         let queue_capacity = number(
@@ -173,16 +202,17 @@ impl RawForward {
                 ("CLIENT_TELEMETRY_OTLP_QUEUE_CAPACITY", &self.otlp_queue_capacity),
                 ("OTEL_BLRP_MAX_QUEUE_SIZE", &self.otel_blrp_max_queue_size),
             ]),
-            2048,
+            DEFAULT_QUEUE_CAPACITY,
             1,
         )?;
         let batch_size_set = first(&[
             ("CLIENT_TELEMETRY_OTLP_BATCH_SIZE", &self.otlp_batch_size),
             ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", &self.otel_blrp_max_export_batch_size),
         ]);
-        let batch_size = number(batch_size_set, 512, 1)?;
+        let batch_size = number(batch_size_set, DEFAULT_BATCH_SIZE, 1)?;
         if batch_size > queue_capacity {
-            let (name, value) = batch_size_set.unwrap_or(("CLIENT_TELEMETRY_OTLP_BATCH_SIZE", "512"));
+            let default = DEFAULT_BATCH_SIZE.to_string();
+            let (name, value) = batch_size_set.unwrap_or(("CLIENT_TELEMETRY_OTLP_BATCH_SIZE", &default));
             return Err(invalid(name, value, &format!("must not exceed the queue capacity ({queue_capacity})")));
         }
         Ok(Some(ForwardSettings {
@@ -200,20 +230,16 @@ impl RawForward {
                     ("CLIENT_TELEMETRY_OTLP_BATCH_DELAY_MS", &self.otlp_batch_delay_ms),
                     ("OTEL_BLRP_SCHEDULE_DELAY", &self.otel_blrp_schedule_delay),
                 ]),
-                1000,
+                DEFAULT_BATCH_DELAY_MS,
                 0,
             )?,
-            max_in_flight: number(first(&[("CLIENT_TELEMETRY_OTLP_MAX_IN_FLIGHT", &self.otlp_max_in_flight)]), 4, 1)?,
-            retry_initial_backoff: millis(
-                first(&[("CLIENT_TELEMETRY_OTLP_RETRY_INITIAL_BACKOFF_MS", &self.otlp_retry_initial_backoff_ms)]),
-                500,
+            max_in_flight: at_least("otlp_max_in_flight", self.otlp_max_in_flight, 1)?,
+            retry_initial_backoff: Duration::from_millis(at_least(
+                "otlp_retry_initial_backoff_ms",
+                self.otlp_retry_initial_backoff_ms,
                 1,
-            )?,
-            retry_max_elapsed: millis(
-                first(&[("CLIENT_TELEMETRY_OTLP_RETRY_MAX_ELAPSED_MS", &self.otlp_retry_max_elapsed_ms)]),
-                30_000,
-                0,
-            )?,
+            )?),
+            retry_max_elapsed: Duration::from_millis(self.otlp_retry_max_elapsed_ms),
         }))
     }
 
@@ -328,169 +354,5 @@ fn millis(set: Set<'_>, default: u64, min: u64) -> Result<Duration, SettingsErro
     match value.parse::<u64>() {
         Ok(n) if n >= min => Ok(Duration::from_millis(n)),
         _ => Err(invalid(name, value, &format!("expected milliseconds, at least {min}"))),
-    }
-}
-
-fn invalid(setting: &str, value: &str, reason: &str) -> SettingsError {
-    SettingsError { setting: setting.into(), value: value.into(), reason: reason.into() }
-}
-
-/// A scalar as text: a file may write `otlp_batch_size = 100` as well as `"100"`.
-fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Scalar {
-        Text(String),
-        Int(i64),
-        Float(f64),
-        Bool(bool),
-    }
-    Ok(Option::<Scalar>::deserialize(deserializer)?.map(|s| match s {
-        Scalar::Text(s) => s,
-        Scalar::Int(n) => n.to_string(),
-        Scalar::Float(n) => n.to_string(),
-        Scalar::Bool(b) => b.to_string(),
-    }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::settings::Settings;
-
-    fn load(vars: &[(&str, &str)]) -> Result<Option<ForwardSettings>, SettingsError> {
-        Settings::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).map(|s| s.forward)
-    }
-
-    fn endpoint(vars: &[(&str, &str)]) -> String {
-        load(vars).unwrap().expect("forwarding on").endpoint
-    }
-
-    #[test]
-    fn off_without_an_endpoint() {
-        assert!(load(&[]).unwrap().is_none());
-        assert!(load(&[("OTEL_SERVICE_NAME", "web"), ("OTEL_EXPORTER_OTLP_ENDPOINT", " ")]).unwrap().is_none());
-    }
-
-    #[test]
-    fn endpoint_precedence_seed_then_logs_then_base() {
-        let seed = ("OTEL_COLLECTOR_ENDPOINT", "http://seed:4318/v1/logs");
-        let logs = ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://logs:4318/custom");
-        let base = ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://base:4318/");
-        assert_eq!(endpoint(&[seed, logs, base]), "http://seed:4318/v1/logs");
-        assert_eq!(endpoint(&[logs, base]), "http://logs:4318/custom");
-        assert_eq!(endpoint(&[base]), "https://base:4318/v1/logs");
-        assert_eq!(endpoint(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/otlp")]), "http://c:4318/otlp/v1/logs");
-    }
-
-    #[test]
-    fn defaults_follow_the_seed_and_the_otel_batch_processor() {
-        let s = load(&[("OTEL_COLLECTOR_ENDPOINT", "http://c:4318/v1/logs")]).unwrap().unwrap();
-        assert_eq!(s.protocol, Protocol::Json);
-        assert!(!s.gzip);
-        assert_eq!(s.timeout, Duration::from_millis(5000));
-        assert_eq!((s.queue_capacity, s.batch_size, s.batch_delay), (2048, 512, Duration::from_secs(1)));
-        assert_eq!(s.resource, vec![("service.name".to_string(), DEFAULT_SERVICE_NAME.to_string())]);
-        assert!(s.headers.0.is_empty());
-    }
-
-    #[test]
-    fn signal_specific_variables_win_over_general_ones() {
-        let s = load(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
-            ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/protobuf"),
-            ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
-            ("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "gzip"),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "9000"),
-            ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "7000"),
-            ("OTEL_EXPORTER_OTLP_HEADERS", "x-general=1"),
-            ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "x-logs=2"),
-            ("OTEL_BLRP_MAX_QUEUE_SIZE", "100"),
-            ("CLIENT_TELEMETRY_OTLP_QUEUE_CAPACITY", "300"),
-            ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "50"),
-            ("OTEL_BLRP_SCHEDULE_DELAY", "20"),
-        ])
-        .unwrap()
-        .unwrap();
-        assert_eq!((s.protocol, s.gzip, s.timeout), (Protocol::Protobuf, true, Duration::from_secs(7)));
-        assert_eq!(s.headers.0.len(), 1);
-        assert_eq!(s.headers.0[0].0, "x-logs");
-        assert_eq!((s.queue_capacity, s.batch_size, s.batch_delay), (300, 50, Duration::from_millis(20)));
-        let s = load(&[
-            ("OTEL_COLLECTOR_ENDPOINT", "http://c:4318/v1/logs"),
-            ("OTEL_COLLECTOR_TIMEOUT_MS", "250"),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "9000"),
-        ])
-        .unwrap()
-        .unwrap();
-        assert_eq!(s.timeout, Duration::from_millis(250));
-    }
-
-    #[test]
-    fn headers_and_resource_attributes_are_percent_decoded() {
-        let s = load(&[
-            ("OTEL_COLLECTOR_ENDPOINT", "http://c:4318/v1/logs"),
-            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cr%3Dt%20x, x-tenant = acme"),
-            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod,service.name=ignored,team=web%2Capp"),
-            ("OTEL_SERVICE_NAME", "browser-gateway"),
-        ])
-        .unwrap()
-        .unwrap();
-        let headers: Vec<_> = s.headers.0.iter().map(|(k, v)| (k.as_str(), v.to_str().unwrap())).collect();
-        assert_eq!(headers, [("api-key", "s3cr=t x"), ("x-tenant", "acme")]);
-        let resource: Vec<_> = s.resource.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        assert_eq!(
-            resource,
-            [("service.name", "browser-gateway"), ("deployment.environment", "prod"), ("team", "web,app")]
-        );
-        assert!(!format!("{s:?}").contains("s3cr"), "Debug must not show header values");
-        let s = load(&[
-            ("OTEL_COLLECTOR_ENDPOINT", "http://c:4318/v1/logs"),
-            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attributes"),
-        ])
-        .unwrap()
-        .unwrap();
-        assert_eq!(s.resource[0].1, "from-attributes");
-    }
-
-    #[test]
-    fn errors_name_the_variable_and_never_echo_a_header_value() {
-        let err = |vars: &[(&str, &str)]| load(vars).unwrap_err();
-        let e = err(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")]);
-        assert_eq!((e.setting.as_str(), e.value.as_str()), ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"));
-        let e = err(&[("OTEL_COLLECTOR_ENDPOINT", "http://c/v1/logs"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]);
-        assert_eq!((e.setting.as_str(), e.value.as_str()), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"));
-        let e = err(&[("OTEL_COLLECTOR_ENDPOINT", "http://c/v1/logs"), ("OTEL_COLLECTOR_TIMEOUT_MS", "soon")]);
-        assert_eq!(e.setting, "OTEL_COLLECTOR_TIMEOUT_MS");
-        let e = err(&[("OTEL_COLLECTOR_ENDPOINT", "http://c/v1/logs"), ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd")]);
-        assert_eq!(e.setting, "OTEL_EXPORTER_OTLP_COMPRESSION");
-        let e =
-            err(&[("OTEL_COLLECTOR_ENDPOINT", "http://c/v1/logs"), ("OTEL_EXPORTER_OTLP_HEADERS", "Bearer sk-123")]);
-        assert_eq!(e.setting, "OTEL_EXPORTER_OTLP_HEADERS");
-        assert!(!e.to_string().contains("sk-123"), "{e}");
-        let e = err(&[("OTEL_COLLECTOR_ENDPOINT", "http://c/v1/logs"), ("OTEL_EXPORTER_OTLP_HEADERS", "a b=sk-123")]);
-        assert!(!e.to_string().contains("sk-123"), "{e}");
-        let e = err(&[("OTEL_COLLECTOR_ENDPOINT", "http://c/v1/logs"), ("OTEL_RESOURCE_ATTRIBUTES", "team")]);
-        assert_eq!(e.setting, "OTEL_RESOURCE_ATTRIBUTES");
-        let e = err(&[("OTEL_COLLECTOR_ENDPOINT", "http://c/v1/logs"), ("CLIENT_TELEMETRY_OTLP_BATCH_SIZE", "4096")]);
-        assert_eq!(e.setting, "CLIENT_TELEMETRY_OTLP_BATCH_SIZE");
-        assert!(e.reason.contains("queue capacity"), "{e}");
-    }
-
-    #[test]
-    fn the_configuration_file_can_set_them_too() {
-        let dir = std::env::temp_dir().join(format!("ct-forward-settings-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("gateway.toml");
-        std::fs::write(&file, "otel_collector_endpoint = \"http://file:4318/v1/logs\"\notlp_batch_size = 64\n")
-            .unwrap();
-        let path = file.to_str().unwrap();
-        let s = load(&[("CLIENT_TELEMETRY_CONFIG", path)]).unwrap().unwrap();
-        assert_eq!((s.endpoint.as_str(), s.batch_size), ("http://file:4318/v1/logs", 64));
-        let s = load(&[("CLIENT_TELEMETRY_CONFIG", path), ("OTEL_COLLECTOR_ENDPOINT", "http://env:4318/v1/logs")])
-            .unwrap()
-            .unwrap();
-        assert_eq!(s.endpoint, "http://env:4318/v1/logs");
     }
 }

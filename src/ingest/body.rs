@@ -10,6 +10,36 @@ use flate2::read::MultiGzDecoder;
 use futures_util::StreamExt;
 
 use super::response::IngestError;
+use crate::setting::{self, at_least};
+
+setting::component! {
+    /// Bounds on the request body.
+    pub struct BodyConfig {
+        /// request body cap (at least 64), announced, streamed or decompressed
+        max_body_bytes: usize = 256 * 1024,
+        /// accept `Content-Encoding: gzip`
+        accept_gzip: bool = true,
+        /// refuse (413) a gzip body that inflates beyond this many times its size (at least 2)
+        max_gzip_ratio: usize = 100,
+        /// time from the headers to the end of the body (408 and close)
+        body_read_timeout_ms: u64 = 10_000,
+    }
+}
+
+impl BodyConfig {
+    pub fn resolve(&self) -> Result<BodyLimits, setting::Error> {
+        Ok(BodyLimits {
+            max_body_bytes: at_least("max_body_bytes", self.max_body_bytes, 64)?,
+            accept_gzip: self.accept_gzip,
+            max_gzip_ratio: at_least("max_gzip_ratio", self.max_gzip_ratio, 2)?,
+            body_read_timeout: std::time::Duration::from_millis(at_least(
+                "body_read_timeout_ms",
+                self.body_read_timeout_ms,
+                1,
+            )?),
+        })
+    }
+}
 
 /// Bounds on the request body.
 #[derive(Debug, Clone)]
@@ -117,7 +147,7 @@ mod tests {
     }
 
     fn limits(max_body_bytes: usize, max_gzip_ratio: usize) -> BodyLimits {
-        let defaults = crate::settings::Settings::from_vars(Vec::new()).unwrap().body;
+        let defaults = BodyConfig::default().resolve().unwrap();
         BodyLimits { max_body_bytes, max_gzip_ratio, ..defaults }
     }
 

@@ -71,7 +71,7 @@ async fn accept(
         }
     })?;
 
-    let received_at = super::rfc3339_now();
+    let received_at = crate::observability::rfc3339_now();
     if let Some(scrubber) = &state.scrubber {
         for event in &mut batch.events {
             state.metrics.count_redactions(scrubber.scrub_event(event));

@@ -13,10 +13,7 @@ use actix_web::{
 use serde_json::json;
 
 use super::decode::Rejection;
-use crate::{
-    ratelimit::{Decision, Quota},
-    settings::RateLimitSettings,
-};
+use crate::ratelimit::{Decision, Quota, RateLimitSettings};
 
 #[derive(Debug)]
 pub enum IngestError {

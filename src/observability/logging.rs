@@ -32,7 +32,58 @@ use std::{
 use prometheus::IntCounter;
 use slog::{Drain, FnValue, Level, LevelFilter, Logger, OwnedKVList, PushFnValue, Record, o};
 use slog_json::Json;
+use time::{OffsetDateTime, format_description::FormatItem, macros::format_description};
 use tokio::sync::watch;
+
+use crate::setting::{self, at_least};
+
+setting::component! {
+    /// The gateway's own log and its writer.
+    pub struct LogConfig {
+        /// level of the gateway's own messages: `trace`, `debug`, `info`, `warn`, `error`, `critical` (client events are always written)
+        log_level: String = "info".into(),
+        /// log bytes that may wait for the log writer (at least 65536); past it requests get 503 and their lines are counted in `client_telemetry_log_lines_dropped_total`
+        log_queue_bytes: usize = 16 * 1024 * 1024,
+        /// how long a request waits for its log lines to be written before answering 503
+        log_write_timeout_ms: u64 = 1000,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub level: Level,
+    /// Log bytes that may wait for the writer; past it requests are refused with 503, not lost.
+    pub queue_bytes: usize,
+    /// How long a request waits for its log lines to be written before answering 503.
+    pub write_timeout: Duration,
+}
+
+impl LogConfig {
+    pub fn resolve(&self) -> Result<LogSettings, setting::Error> {
+        let levels = [
+            ("trace", Level::Trace),
+            ("debug", Level::Debug),
+            ("info", Level::Info),
+            ("warn", Level::Warning),
+            ("warning", Level::Warning),
+            ("error", Level::Error),
+            ("critical", Level::Critical),
+        ];
+        Ok(LogSettings {
+            level: setting::choice("log_level", &self.log_level, &levels)?,
+            queue_bytes: at_least("log_queue_bytes", self.log_queue_bytes, 64 * 1024)?,
+            write_timeout: Duration::from_millis(at_least("log_write_timeout_ms", self.log_write_timeout_ms, 1)?),
+        })
+    }
+}
+
+const RFC3339_MILLIS: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
+/// Now, as RFC 3339 UTC with milliseconds (the format of every `ts` in the logs).
+pub fn rfc3339_now() -> String {
+    OffsetDateTime::now_utc().format(RFC3339_MILLIS).expect("a UTC time always formats")
+}
 
 #[derive(Clone)]
 pub struct Logs {
@@ -167,7 +218,7 @@ pub fn init_logs_to<W: Write + Send + 'static>(
     let drain = Arc::new(ChannelDrain { shipper: shipper.clone() });
     let service = Logger::root(
         LevelFilter::new(drain.clone(), level).ignore_res(),
-        o!("ts" => FnValue(|_: &Record| crate::ingest::rfc3339_now())),
+        o!("ts" => FnValue(|_: &Record| rfc3339_now())),
     );
     let events = Logger::root(drain, o!());
     (Logs { service, events, shipper }, LogWriter { lines, thread: Some(thread) })

@@ -21,10 +21,10 @@ impl Metrics {
         let metrics = Self { registry: Registry::new() };
         let build_info = metrics.gauge_vec(
             "client_telemetry_build_info",
-            "Always 1; labelled with the running version.",
-            &["version"],
+            "Always 1; labelled with the running version and its git commit.",
+            &["version", "commit"],
         );
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), env!("CLIENT_TELEMETRY_GIT_COMMIT")]).set(1);
         #[cfg(target_os = "linux")]
         metrics.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
         metrics

@@ -13,12 +13,12 @@ use std::{
 
 use moka::sync::Cache;
 
+use super::RateLimitSettings;
 use super::{
     BoxFuture, Decision, Keys, LimitKey, Quota, RateLimiter,
     seen::SeenIds,
     window::{SlidingWindow, WindowParams},
 };
-use crate::settings::RateLimitSettings;
 
 pub struct MemoryLimiter {
     ip: WindowParams,
@@ -125,10 +125,10 @@ impl RateLimiter for MemoryLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{client_ip::IpBucket, settings::Settings};
+    use crate::{client_ip::IpBucket, ratelimit::RateLimitConfig};
 
     fn limiter(max_keys: u64) -> MemoryLimiter {
-        let defaults = Settings::from_vars([]).unwrap().rate_limit;
+        let defaults = RateLimitConfig::default().resolve().unwrap();
         MemoryLimiter::new(&RateLimitSettings {
             window: Duration::from_secs(60),
             max_requests: 2,
@@ -174,7 +174,7 @@ mod tests {
 
     #[test]
     fn a_limited_session_is_not_evicted_by_a_stream_of_one_shot_sessions() {
-        let defaults = Settings::from_vars([]).unwrap().rate_limit;
+        let defaults = RateLimitConfig::default().resolve().unwrap();
         let l = MemoryLimiter::new(&RateLimitSettings {
             window: Duration::from_secs(60),
             max_requests: 1_000_000,

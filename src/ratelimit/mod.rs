@@ -9,6 +9,7 @@
 mod memory;
 pub mod redis;
 mod seen;
+mod settings;
 pub mod window;
 
 use std::{future::Future, net::IpAddr, pin::Pin, sync::Arc, time::Duration, time::Instant};
@@ -17,11 +18,9 @@ use ipnet::IpNet;
 pub use memory::MemoryLimiter;
 use prometheus::{Histogram, IntCounter};
 pub use redis::RedisLimiter;
+pub use settings::{Backend, RateLimitConfig, RateLimitSettings, RedisFailure, RedisMode, RedisSettings};
 
-use crate::{
-    client_ip::IpBucket,
-    settings::{Backend, RateLimitSettings},
-};
+use crate::client_ip::IpBucket;
 
 /// What one ingest request is checked against.
 #[derive(Debug, Clone)]
@@ -299,15 +298,15 @@ enum Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{observability::Metrics, settings::Settings};
+    use crate::observability::Metrics;
 
-    /// A memory limiter of 2 requests per IP, plus what `vars` set.
-    fn limiter(vars: &[(&str, &str)]) -> (Limiter, Metrics) {
-        let vars = [("CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS", "2")].iter().chain(vars);
-        let settings = Settings::from_vars(vars.map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+    /// A memory limiter of 2 requests per IP, changed by `change`.
+    fn limiter(change: impl FnOnce(&mut RateLimitConfig)) -> (Limiter, Metrics) {
+        let mut config = RateLimitConfig { rate_limit_max_requests: 2, ..RateLimitConfig::default() };
+        change(&mut config);
+        let settings = config.resolve().unwrap();
         let metrics = Metrics::new();
-        let limiter =
-            Limiter::from_settings(&settings.rate_limit, &metrics, &slog::Logger::root(slog::Discard, slog::o!()));
+        let limiter = Limiter::from_settings(&settings, &metrics, &slog::Logger::root(slog::Discard, slog::o!()));
         (limiter, metrics)
     }
 
@@ -323,7 +322,7 @@ mod tests {
 
     #[actix_web::test]
     async fn dry_run_admits_what_it_would_refuse_and_counts_it() {
-        let (limiter, metrics) = limiter(&[("CLIENT_TELEMETRY_RATE_LIMIT_DRY_RUN", "true")]);
+        let (limiter, metrics) = limiter(|c| c.rate_limit_dry_run = true);
         let client = from("198.51.100.1", None, None);
         assert!(limiter.check(&client).await.allowed);
         assert!(limiter.check(&client).await.allowed);
@@ -336,7 +335,8 @@ mod tests {
 
     #[actix_web::test]
     async fn exempt_clients_are_never_limited_nor_counted_against_a_limit() {
-        let (limiter, metrics) = limiter(&[("CLIENT_TELEMETRY_RATE_LIMIT_EXEMPT_CIDRS", "10.0.0.0/8,2001:db8::5")]);
+        let (limiter, metrics) =
+            limiter(|c| c.rate_limit_exempt_cidrs = vec!["10.0.0.0/8".into(), "2001:db8::5".into()]);
         for ip in ["10.1.2.3", "2001:db8::5"] {
             for _ in 0..3 {
                 assert!(limiter.check(&from(ip, None, None)).await.allowed);
@@ -353,10 +353,10 @@ mod tests {
 
     #[actix_web::test]
     async fn a_session_spends_at_most_its_own_limit_and_leaves_the_rest_of_its_ip_to_others() {
-        let (limiter, metrics) = limiter(&[
-            ("CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS", "3"),
-            ("CLIENT_TELEMETRY_RATE_LIMIT_SESSION_MAX_REQUESTS", "2"),
-        ]);
+        let (limiter, metrics) = limiter(|c| {
+            c.rate_limit_max_requests = 3;
+            c.rate_limit_session_max_requests = 2;
+        });
         let runaway = from("198.51.100.2", Some("tab-a"), None);
         assert!(limiter.check(&runaway).await.allowed);
         let last = limiter.check(&runaway).await;
@@ -376,7 +376,7 @@ mod tests {
 
     #[actix_web::test]
     async fn without_session_limits_a_session_id_changes_nothing() {
-        let (limiter, _) = limiter(&[]);
+        let (limiter, _) = limiter(|_| {});
         let with = from("198.51.100.3", Some("tab-a"), None);
         assert_eq!(limiter.check(&with).await.session, None);
         assert!(limiter.check(&from("198.51.100.3", Some("tab-b"), None)).await.allowed);
@@ -385,7 +385,7 @@ mod tests {
 
     #[actix_web::test]
     async fn a_batch_accepted_once_is_a_duplicate_after_and_costs_no_quota() {
-        let (limiter, metrics) = limiter(&[("CLIENT_TELEMETRY_DEDUP_WINDOW_MS", "60000")]);
+        let (limiter, metrics) = limiter(|c| c.rate_limit_dedup_window_ms = 60_000);
         let first = from("198.51.100.4", None, Some("b-1"));
         assert!(limiter.check(&first).await.allowed);
         // not yet accepted (the first try may still fail): a retry is not a duplicate

@@ -25,11 +25,11 @@ mod sentinel;
 use connections::Connections;
 use connector::{Connection, Connector};
 
-use super::{BoxFuture, Decision, Keys, LimitKey, MemoryLimiter, Quota, RateLimiter, window::WindowParams};
-use crate::{
-    observability::Metrics,
-    settings::{RateLimitSettings, RedisFailure},
+use super::{
+    BoxFuture, Decision, Keys, LimitKey, MemoryLimiter, Quota, RateLimitSettings, RateLimiter, RedisFailure,
+    window::WindowParams,
 };
+use crate::observability::Metrics;
 
 const SCRIPT: &str = include_str!("sliding_window.lua");
 const BACKEND: &str = "redis";

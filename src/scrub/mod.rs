@@ -13,7 +13,65 @@ pub use patterns::Kind;
 use regex_automata::{Anchored, Input, PatternID, meta::Regex, util::syntax};
 use serde_json::{Map, Value};
 
-use crate::event::Event;
+use crate::{event::Event, setting};
+
+setting::component! {
+    /// PII scrubbing.
+    pub struct ScrubConfig {
+        /// redact PII before logging and forwarding
+        scrub_enabled: bool = true,
+        /// kinds to leave alone, e.g. `ipv4,phone` (the kinds: [security.md](security.md#pii-scrubbing)); an unknown kind stops start-up
+        #[serde(deserialize_with = "setting::comma_list")]
+        scrub_disabled_kinds: Vec<String> = Vec::new(),
+        /// extra regular expressions, redacted as `custom`; one pattern or a JSON array (`'["ORD-[0-9]{6}", "ACME-[A-Z]{4}"]'`); one that does not compile or can match the empty string stops start-up
+        #[serde(deserialize_with = "setting::pattern_list")]
+        scrub_custom_patterns: Vec<String> = Vec::new(),
+        /// context keys whose values are never scrubbed (normalised like sensitive keys)
+        #[serde(deserialize_with = "setting::comma_list")]
+        scrub_allow_keys: Vec<String> = Vec::new(),
+        /// fragments of context key names whose string values are redacted whole (case, `_`, `-` and `.` ignored); replaces the default list
+        #[serde(deserialize_with = "setting::comma_list")]
+        scrub_sensitive_keys: Vec<String> = DEFAULT_SENSITIVE_KEYS.map(String::from).to_vec(),
+    }
+}
+
+const DEFAULT_SENSITIVE_KEYS: [&str; 11] = [
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "authorization",
+    "apikey",
+    "email",
+    "cookie",
+    "credential",
+    "privatekey",
+];
+
+impl ScrubConfig {
+    pub fn resolve(&self) -> Result<ScrubSettings, setting::Error> {
+        let names = Kind::ALL.map(Kind::as_str).join(", ");
+        let disabled_kinds = self
+            .scrub_disabled_kinds
+            .iter()
+            .map(|k| {
+                Kind::parse(k)
+                    .ok_or_else(|| setting::invalid_key("scrub_disabled_kinds", k, &format!("expected one of {names}")))
+            })
+            .collect::<Result<_, _>>()?;
+        for pattern in &self.scrub_custom_patterns {
+            check_pattern(pattern).map_err(|reason| setting::invalid_key("scrub_custom_patterns", pattern, &reason))?;
+        }
+        Ok(ScrubSettings {
+            enabled: self.scrub_enabled,
+            disabled_kinds,
+            custom_patterns: self.scrub_custom_patterns.clone(),
+            allow_keys: self.scrub_allow_keys.clone(),
+            sensitive_keys: self.scrub_sensitive_keys.clone(),
+        })
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ScrubSettings {

@@ -3,7 +3,7 @@ use serde_json::json;
 use super::*;
 
 pub(crate) fn default_settings() -> ScrubSettings {
-    crate::settings::Settings::from_vars(Vec::new()).unwrap().scrub
+    ScrubConfig::default().resolve().unwrap()
 }
 
 fn scrubber() -> &'static Scrubber {
@@ -158,7 +158,7 @@ fn ip_addresses() {
 /// take the clean path (one scan, nothing parsed or copied).
 #[test]
 fn ordinary_colons_take_the_clean_path() {
-    let limits = crate::settings::Settings::from_vars(Vec::new()).unwrap().limits;
+    let limits = crate::event::Limits::default();
     for message in [
         "Error 42: timeout",
         "step 3: done",
@@ -219,7 +219,7 @@ fn non_ascii_text_is_scanned_too() {
 }
 
 fn event_with(context: Value) -> Event<'static> {
-    let limits = crate::settings::Settings::from_vars(Vec::new()).unwrap().limits;
+    let limits = crate::event::Limits::default();
     let json = json!({
         "level": "error", "scope": "checkout jane@example.com", "sessionId": "550e8400-e29b-41d4-a716-446655440000",
         "message": "payment failed for 4111 1111 1111 1111", "timestamp": "2025-01-15T10:30:45.123Z",
@@ -295,7 +295,7 @@ fn kinds_can_be_disabled_keys_allowed_and_patterns_added() {
 
 #[test]
 fn a_clean_event_is_not_copied() {
-    let limits = crate::settings::Settings::from_vars(Vec::new()).unwrap().limits;
+    let limits = crate::event::Limits::default();
     let json = r#"{"level":"info","scope":"nav","sessionId":"s-1","message":"route changed to /orders","timestamp":"2025-01-15T10:30:45.123Z","context":{"route":"/orders","ms":12}}"#;
     let mut event = crate::event::parse_event(json, &limits).unwrap();
     assert_eq!(scrubber().scrub_event(&mut event).total(), 0);

@@ -15,7 +15,7 @@ const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function startGateway(env: Record<string, string> = {}) {
-  gateway = await Gateway.start({ CLIENT_TELEMETRY_CORS_ALLOWED_ORIGINS: pages.origin, ...env });
+  gateway = await Gateway.start({ CLIENT_TELEMETRY_ALLOWED_ORIGINS: pages.origin, ...env });
   return gateway;
 }
 
@@ -137,7 +137,7 @@ describe("the client in Chromium against the gateway", () => {
     const gw = await startGateway({
       CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS: "10",
       CLIENT_TELEMETRY_RATE_LIMIT_SESSION_MAX_REQUESTS: "1",
-      CLIENT_TELEMETRY_DEDUP_WINDOW_MS: "60000",
+      CLIENT_TELEMETRY_RATE_LIMIT_DEDUP_WINDOW_MS: "60000",
     });
     const runaway = await open("/iife", gw, { batchSize: 10 });
     const other = await open("/iife", gw, { batchSize: 10 });

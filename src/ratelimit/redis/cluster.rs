@@ -9,7 +9,7 @@ use redis::{
     cluster_routing::{RoutingInfo, SingleNodeRoutingInfo},
 };
 
-use crate::settings::RedisSettings;
+use crate::ratelimit::RedisSettings;
 
 /// Retries of one command inside the cluster connection (redirections, a node reconnecting). Few:
 /// the limiter's deadline ends a call long before the crate's default of 16 would.

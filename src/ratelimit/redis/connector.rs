@@ -9,7 +9,7 @@ use redis::{
 };
 
 use super::{cluster, sentinel};
-use crate::settings::{RedisMode, RedisSettings};
+use crate::ratelimit::{RedisMode, RedisSettings};
 
 pub enum Connector {
     Standalone { client: Client, config: AsyncConnectionConfig },

@@ -8,7 +8,7 @@ use redis::{
 };
 use tokio::sync::Mutex;
 
-use crate::settings::RedisSettings;
+use crate::ratelimit::RedisSettings;
 
 pub struct Primary {
     /// Locked for the lookup only: it caches its connections to the Sentinels.
