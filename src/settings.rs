@@ -79,6 +79,8 @@ pub struct RateLimitSettings {
     pub dry_run: bool,
     /// Clients never limited.
     pub exempt: Vec<IpNet>,
+    /// Networks with their own per-client limit instead of `max_requests`.
+    pub overrides: crate::ratelimit::LimitOverrides,
     pub redis: RedisSettings,
 }
 
@@ -152,6 +154,8 @@ struct Raw {
     rate_limit_dry_run: bool,
     #[serde(deserialize_with = "comma_list")]
     rate_limit_exempt_cidrs: Vec<String>,
+    #[serde(deserialize_with = "comma_list")]
+    rate_limit_overrides: Vec<String>,
     rate_limit_redis_failure: String,
     rate_limit_session_max_requests: u32,
     dedup_window_ms: u64,
@@ -216,6 +220,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("rate_limit_memory_max_keys", "1000000"),
     ("rate_limit_dry_run", "false"),
     ("rate_limit_exempt_cidrs", ""),
+    ("rate_limit_overrides", ""),
     ("rate_limit_redis_failure", "local"),
     ("rate_limit_session_max_requests", "0"),
     ("dedup_window_ms", "0"),
@@ -325,6 +330,8 @@ impl Raw {
             dedup_window: (self.dedup_window_ms > 0).then(|| Duration::from_millis(self.dedup_window_ms)),
             dry_run: self.rate_limit_dry_run,
             exempt: each("rate_limit_exempt_cidrs", &self.rate_limit_exempt_cidrs, cidr)?,
+            overrides: crate::ratelimit::LimitOverrides::parse(&self.rate_limit_overrides)
+                .map_err(|e| invalid_key("rate_limit_overrides", &e.entry, &e.reason))?,
             redis: RedisSettings {
                 mode: redis_mode(&self.redis_mode, &self.redis_sentinel_master)?,
                 nodes: redis_nodes(&self.redis_mode, &self.redis_url)?,
