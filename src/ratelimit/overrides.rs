@@ -70,10 +70,6 @@ impl LimitOverrides {
             None => default,
         }
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.networks.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -150,6 +146,6 @@ mod tests {
             ("203.0.113.7/24=50", "this network is listed twice")
         );
         assert!(parse(&[" 203.0.113.0/24 = 500 ", "203.0.113.0/25=50"]).is_ok(), "spaces; nested networks");
-        assert!(parse(&[]).unwrap().is_empty());
+        assert_eq!(parse(&[]).unwrap(), LimitOverrides::default());
     }
 }
