@@ -88,6 +88,18 @@ impl IpBucket {
             }
         }
     }
+
+    /// The bucket's first address: the IPv4 address, or the IPv6 /64's network address.
+    pub fn address(&self) -> IpAddr {
+        match self {
+            IpBucket::V4(o) => IpAddr::from(*o),
+            IpBucket::V6Prefix64(p) => {
+                let mut octets = [0u8; 16];
+                octets[..8].copy_from_slice(p);
+                IpAddr::from(octets)
+            }
+        }
+    }
 }
 
 impl std::fmt::Display for IpBucket {

@@ -224,3 +224,82 @@ fn batch_ids_are_remembered_for_the_dedup_window_only() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(with_batch_id(&gateway, "b-1", &batch(1)).status, 204, "forgotten after the window");
 }
+
+// --- Per-network overrides: a customer's NAT, an office, a partner's proxy gets its own limit.
+
+fn with_overrides(overrides: &str, extra: &[(&str, &str)]) -> Gateway {
+    let mut env = vec![
+        ("CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS", "2"),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_OVERRIDES", overrides),
+        ("CLIENT_TELEMETRY_TRUSTED_PROXIES", "127.0.0.1"),
+    ];
+    env.extend_from_slice(extra);
+    Gateway::start(&env)
+}
+
+#[test]
+fn a_listed_network_gets_its_own_limit_per_address_and_its_policy_says_so() {
+    let gateway = with_overrides("203.0.113.0/24=4, 203.0.113.7=6", &[]);
+    for remaining in [3, 2, 1, 0] {
+        let reply = gateway.post_as("203.0.113.9", &batch(1));
+        assert_eq!(reply.status, 204);
+        assert_eq!(reply.header("ratelimit-policy"), Some(r#""ip";q=4;w=60"#));
+        assert!(reply.header("ratelimit").unwrap().starts_with(&format!(r#""ip";r={remaining};t="#)));
+    }
+    let refused = gateway.post_as("203.0.113.9", &batch(1));
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.header("ratelimit-policy"), Some(r#""ip";q=4;w=60"#));
+
+    // Each address of the network has its own 4; the most specific entry wins.
+    let statuses =
+        |client: &str, n: usize| (0..n).map(|_| gateway.post_as(client, &batch(1)).status).collect::<Vec<_>>();
+    assert_eq!(statuses("203.0.113.10", 5), [204, 204, 204, 204, 429]);
+    assert_eq!(statuses("203.0.113.7", 7), [204, 204, 204, 204, 204, 204, 429]);
+    // Everyone else keeps the default, and says so.
+    let other = gateway.post_as("198.51.100.1", &batch(1));
+    assert_eq!(other.header("ratelimit-policy"), Some(r#""ip";q=2;w=60"#));
+    assert_eq!(statuses("198.51.100.1", 2), [204, 429]);
+    assert_eq!(gateway.wait_for_events(4 + 4 + 6 + 2).len(), 16);
+}
+
+#[test]
+fn within_an_override_each_session_keeps_its_own_limit() {
+    let gateway = with_overrides("203.0.113.0/24=5", &[("CLIENT_TELEMETRY_RATE_LIMIT_SESSION_MAX_REQUESTS", "2")]);
+    let from_tab = |tab: &str| {
+        let headers = [("content-type", "application/json"), ("x-forwarded-for", "203.0.113.9"), ("x-session-id", tab)];
+        gateway.post_with(&headers, &batch(1))
+    };
+    let first = from_tab("tab-a");
+    assert_eq!(first.header("ratelimit-policy"), Some(r#""ip";q=5;w=60, "session";q=2;w=60"#));
+    assert_eq!(from_tab("tab-a").status, 204);
+    assert_eq!(from_tab("tab-a").status, 429, "the tab's 2");
+    assert_eq!([from_tab("tab-b").status, from_tab("tab-b").status, from_tab("tab-c").status], [204; 3]);
+    assert_eq!(from_tab("tab-d").status, 429, "the network's 5 for this address are spent");
+}
+
+#[test]
+fn an_exempt_address_inside_a_listed_network_stays_exempt() {
+    let gateway = with_overrides("10.0.0.0/8=3", &[("CLIENT_TELEMETRY_RATE_LIMIT_EXEMPT_CIDRS", "10.9.9.9")]);
+    assert!((0..6).all(|_| gateway.post_as("10.9.9.9", &batch(1)).status == 204));
+    assert_eq!((0..4).map(|_| gateway.post_as("10.1.1.1", &batch(1)).status).collect::<Vec<_>>(), [204, 204, 204, 429]);
+}
+
+#[test]
+fn an_unusable_override_stops_start_up_naming_the_setting() {
+    for (value, shown) in [
+        ("203.0.113.0/24=500,198.51.100.7=0", "198.51.100.7=0"),
+        ("203.0.113.0/33=500", "203.0.113.0/33=500"),
+        ("203.0.113.0/24", "203.0.113.0/24"),
+        ("203.0.113.0/24=lots", "203.0.113.0/24=lots"),
+    ] {
+        let output = std::process::Command::new(support::BIN)
+            .env_clear()
+            .env("CLIENT_TELEMETRY_RATE_LIMIT_OVERRIDES", value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(output.status.code(), Some(2), "{value}: {stderr}");
+        let expected = format!("invalid configuration: CLIENT_TELEMETRY_RATE_LIMIT_OVERRIDES={shown:?}: ");
+        assert!(stderr.contains(&expected), "{stderr:?} should contain {expected:?}");
+    }
+}

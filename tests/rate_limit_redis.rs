@@ -533,3 +533,39 @@ fn failure_policies_allow_and_deny() {
     assert!(round_robin(std::slice::from_ref(allow), "198.51.100.100", 6).iter().all(|s| *s == 204));
     assert_eq!(allow.get(&allow.admin_url("/readyz")).json()["rateLimiter"]["degraded"], true);
 }
+
+// --- Per-network overrides, shared by the fleet.
+
+#[test]
+fn a_listed_network_gets_its_own_limit_exactly_across_replicas_and_others_keep_the_default() {
+    let redis = RedisServer::start();
+    let overrides = ("CLIENT_TELEMETRY_RATE_LIMIT_OVERRIDES", "203.0.113.0/24=8,203.0.113.128/25=5");
+    let fleet = fleet(&redis.url(), 2, "3", &[PATIENT, overrides]);
+    let _: () = redis.query(&["CONFIG", "RESETSTAT"]);
+
+    let statuses = round_robin(&fleet, "203.0.113.10", 12);
+    assert_eq!(statuses[..8], [204; 8]);
+    assert_eq!(statuses[8..], [429; 4]);
+    // One call per decision: 8 admitted, then one refusal per replica (later ones are refused locally).
+    assert_eq!(redis.command_calls().get("evalsha"), Some(&10));
+    for gateway in &fleet {
+        let refused = gateway.post_as("203.0.113.10", &batch(1));
+        assert_eq!(refused.status, 429);
+        assert_eq!(refused.header("ratelimit-policy"), Some(r#""ip";q=8;w=60"#), "the override, on each replica");
+    }
+    // Another address of the network has its own 8; the most specific entry wins; others get 3.
+    assert_eq!(admitted(&round_robin(&fleet, "203.0.113.11", 12)), 8);
+    assert_eq!(admitted(&round_robin(&fleet, "203.0.113.200", 12)), 5);
+    assert_eq!(admitted(&round_robin(&fleet, "198.51.100.7", 12)), 3);
+    let default = fleet[1].post_as("198.51.100.8", &batch(1));
+    assert_eq!(default.header("ratelimit-policy"), Some(r#""ip";q=3;w=60"#));
+
+    // The override changes the limit, not the key: one counter per address, as without it.
+    let mut keys: Vec<String> = redis.query(&["KEYS", "*"]);
+    keys.sort();
+    let ips = ["198.51.100.7", "198.51.100.8", "203.0.113.10", "203.0.113.11", "203.0.113.200"];
+    assert_eq!(keys, ips.map(|ip| format!("client-telemetry:rl:v2:{{ip:{ip}}}")));
+    for gateway in &fleet {
+        assert_eq!(all_redis_errors(gateway), 0.0);
+    }
+}

@@ -207,33 +207,49 @@ pub fn retry_after_seconds(decision: &Decision) -> u64 {
 
 /// The IETF RateLimit headers (draft-ietf-httpapi-ratelimit-headers-10), one list item per limit
 /// that applied: `RateLimit-Policy: "ip";q=100;w=60, "session";q=20;w=60` and
-/// `RateLimit: "ip";r=37;t=12, "session";r=0;t=40`.
+/// `RateLimit: "ip";r=37;t=12, "session";r=0;t=40`. The policy's `ip` quota is the client's own:
+/// its network's override when it has one.
 pub struct RateLimitHeaders {
+    window_s: u64,
+    /// The policies with the default IP limit, built once: most clients have no override.
     ip_only: HeaderValue,
     with_session: HeaderValue,
+    default_limit: u32,
 }
 
 impl RateLimitHeaders {
     pub fn new(settings: &RateLimitSettings) -> Self {
         let window_s = settings.window.as_secs_f64().ceil().max(1.0) as u64;
-        let ip = format!("\"ip\";q={};w={window_s}", settings.max_requests);
-        let session = settings.session_max_requests.map(|q| format!(", \"session\";q={q};w={window_s}"));
+        let policy = |session| Self::policy(window_s, settings.max_requests, session);
         Self {
-            ip_only: HeaderValue::from_str(&ip).expect("ASCII"),
-            with_session: HeaderValue::from_str(&(ip + &session.unwrap_or_default())).expect("ASCII"),
+            window_s,
+            ip_only: policy(None),
+            with_session: policy(settings.session_max_requests),
+            default_limit: settings.max_requests,
         }
+    }
+
+    fn policy(window_s: u64, ip: u32, session: Option<u32>) -> HeaderValue {
+        let ip = format!("\"ip\";q={ip};w={window_s}");
+        let session = session.map(|q| format!(", \"session\";q={q};w={window_s}"));
+        HeaderValue::from_str(&(ip + &session.unwrap_or_default())).expect("ASCII")
     }
 
     pub fn apply(&self, response: &mut HttpResponse, decision: &Decision) {
         let item = |name: &str, quota: &Quota| {
             format!("\"{name}\";r={};t={}", quota.remaining, quota.reset_after.as_secs_f64().ceil() as u64)
         };
-        let (policy, current) = match &decision.session {
-            None => (&self.ip_only, item("ip", &decision.ip)),
-            Some(session) => (&self.with_session, item("ip", &decision.ip) + ", " + &item("session", session)),
+        let policy = match (&decision.session, decision.ip.limit == self.default_limit) {
+            (None, true) => self.ip_only.clone(),
+            (Some(_), true) => self.with_session.clone(),
+            (session, false) => Self::policy(self.window_s, decision.ip.limit, session.map(|s| s.limit)),
+        };
+        let current = match &decision.session {
+            None => item("ip", &decision.ip),
+            Some(session) => item("ip", &decision.ip) + ", " + &item("session", session),
         };
         let headers = response.headers_mut();
-        headers.insert(HeaderName::from_static("ratelimit-policy"), policy.clone());
+        headers.insert(HeaderName::from_static("ratelimit-policy"), policy);
         headers.insert(HeaderName::from_static("ratelimit"), HeaderValue::from_str(&current).expect("ASCII"));
     }
 }

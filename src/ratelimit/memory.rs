@@ -15,13 +15,14 @@ use moka::sync::Cache;
 
 use super::RateLimitSettings;
 use super::{
-    BoxFuture, Decision, Keys, LimitKey, Quota, RateLimiter,
+    BoxFuture, Decision, Keys, LimitKey, LimitOverrides, Quota, RateLimiter,
     seen::SeenIds,
     window::{SlidingWindow, WindowParams},
 };
 
 pub struct MemoryLimiter {
     ip: WindowParams,
+    overrides: LimitOverrides,
     session: Option<WindowParams>,
     windows: Cache<LimitKey, Arc<Mutex<SlidingWindow>>>,
     /// The windows of clients refused within the last window (same cap), found here first.
@@ -38,6 +39,7 @@ impl MemoryLimiter {
         let idle = settings.window + Duration::from_micros(ip.granularity_us);
         Self {
             ip,
+            overrides: settings.overrides.clone(),
             session: settings.session_max_requests.map(|limit| WindowParams::new(settings.window, limit)),
             windows: Cache::builder().max_capacity(settings.memory_max_keys).time_to_idle(idle).build(),
             // A refused client's window frees a slot within a window and a sub-window of the refusal.
@@ -52,12 +54,13 @@ impl MemoryLimiter {
     /// Decides at an explicit time (microseconds on this limiter's monotonic clock).
     pub fn check_at(&self, keys: &Keys, now_us: u64) -> Decision {
         let duplicate = self.seen.as_ref().zip(keys.batch.as_ref()).is_some_and(|(seen, batch)| seen.contains(batch));
+        let ip_params = self.overrides.window_for(&keys.ip, self.ip);
         let ip_window = self.window(&keys.ip);
         let session_window = self.session.zip(keys.session.as_ref()).map(|(params, key)| (params, self.window(key)));
         // The IP's lock is always taken first, so two calls never wait on each other in a cycle.
         let mut ip = lock(&ip_window);
         let mut session = session_window.as_ref().map(|(params, window)| (params, lock(window)));
-        let ip_quota = ip.quota(now_us, &self.ip);
+        let ip_quota = ip.quota(now_us, &ip_params);
         let session_quota = session.as_mut().map(|(params, window)| window.quota(now_us, params));
         if !ip_quota.room {
             self.limited.insert(keys.ip.clone(), ip_window.clone());
@@ -69,7 +72,7 @@ impl MemoryLimiter {
         }
         let mut decision = Decision::of(ip_quota, session_quota, duplicate);
         if decision.allowed {
-            ip.record(now_us, &self.ip);
+            ip.record(now_us, &ip_params);
             decision.ip.remaining -= 1;
             if let (Some((params, window)), Some(quota)) = (&mut session, &mut decision.session) {
                 window.record(now_us, params);

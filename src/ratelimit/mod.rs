@@ -1,12 +1,13 @@
-//! Rate limiting: a sliding-window limit per client IP and, when the request names one, per session
-//! within that IP; plus optional batch de-duplication, decided in the same call (on Redis, the same
-//! round trip).
+//! Rate limiting: a sliding-window limit per client IP (the default, or its network's override) and,
+//! when the request names one, per session within that IP; plus optional batch de-duplication,
+//! decided in the same call (on Redis, the same round trip).
 //!
 //! `RateLimiter` is what a backend implements; `Limiter` is what the request path calls: it adds what
 //! does not depend on the backend (exempt clients, dry run, decision metrics) around whichever
 //! backend the settings chose.
 
 mod memory;
+mod overrides;
 pub mod redis;
 mod seen;
 mod settings;
@@ -16,6 +17,7 @@ use std::{future::Future, net::IpAddr, pin::Pin, sync::Arc, time::Duration, time
 
 use ipnet::IpNet;
 pub use memory::MemoryLimiter;
+pub use overrides::{InvalidOverride, LimitOverrides};
 use prometheus::{Histogram, IntCounter};
 pub use redis::RedisLimiter;
 pub use settings::{Backend, RateLimitConfig, RateLimitSettings, RedisFailure, RedisMode, RedisSettings};
@@ -381,6 +383,66 @@ mod tests {
         assert_eq!(limiter.check(&with).await.session, None);
         assert!(limiter.check(&from("198.51.100.3", Some("tab-b"), None)).await.allowed);
         assert!(!limiter.check(&from("198.51.100.3", Some("tab-c"), None)).await.allowed, "the IP's limit of 2");
+    }
+
+    /// Admitted requests of `n` from `ip`.
+    async fn admitted(limiter: &Limiter, ip: &str, n: usize) -> usize {
+        let mut admitted = 0;
+        for _ in 0..n {
+            admitted += usize::from(limiter.check(&from(ip, None, None)).await.allowed);
+        }
+        admitted
+    }
+
+    #[actix_web::test]
+    async fn a_listed_network_has_its_own_limit_per_client_and_others_keep_the_default() {
+        let (limiter, metrics) = limiter(|c| {
+            c.rate_limit_overrides =
+                ["203.0.113.0/24=4", "203.0.113.128/25=3", "2001:db8::/48=5"].map(String::from).to_vec()
+        });
+        let first = limiter.check(&from("203.0.113.9", None, None)).await;
+        assert_eq!((first.ip.limit, first.ip.remaining), (4, 3));
+        assert_eq!(admitted(&limiter, "203.0.113.9", 5).await, 3, "4 in all");
+        assert_eq!(admitted(&limiter, "203.0.113.10", 5).await, 4, "each address of the network has its own 4");
+        assert_eq!(admitted(&limiter, "203.0.113.200", 5).await, 3, "the longest prefix wins");
+        assert_eq!(admitted(&limiter, "2001:db8:0:1::1", 6).await, 5);
+        assert_eq!(admitted(&limiter, "198.51.100.9", 5).await, 2, "not listed: the default");
+        let refused = limiter.check(&from("203.0.113.9", None, None)).await;
+        assert_eq!((refused.allowed, refused.ip.limit), (false, 4));
+        assert_eq!(decided(&metrics, "limited"), 2 + 1 + 2 + 1 + 3 + 1);
+    }
+
+    #[actix_web::test]
+    async fn within_an_override_the_session_limit_still_applies_and_exemptions_still_win() {
+        let (limiter, metrics) = limiter(|c| {
+            c.rate_limit_overrides = vec!["10.0.0.0/8=5".into()];
+            c.rate_limit_session_max_requests = 2;
+            c.rate_limit_exempt_cidrs = vec!["10.9.9.9".into()];
+        });
+        let tab = |id: &'static str| from("10.1.1.1", Some(id), None);
+        assert!(limiter.check(&tab("a")).await.allowed);
+        let last = limiter.check(&tab("a")).await;
+        assert_eq!((last.ip.remaining, last.session.unwrap().remaining), (3, 0));
+        let refused = limiter.check(&tab("a")).await;
+        assert!(!refused.allowed && refused.ip.room, "the tab's 2, not the office's 5");
+        assert!(limiter.check(&tab("b")).await.allowed);
+        assert!(limiter.check(&tab("b")).await.allowed);
+        assert!(limiter.check(&tab("c")).await.allowed);
+        assert!(!limiter.check(&tab("d")).await.allowed, "the office's 5 are spent");
+        assert_eq!((decided(&metrics, "session_limited"), decided(&metrics, "limited")), (1, 1));
+        assert_eq!(admitted(&limiter, "10.9.9.9", 10).await, 10, "exempt inside an overridden network");
+    }
+
+    #[test]
+    fn a_bad_override_names_the_setting_and_the_entry() {
+        let config = RateLimitConfig {
+            rate_limit_overrides: vec!["203.0.113.0/24=500".into(), "198.51.100.0/24=0".into()],
+            ..RateLimitConfig::default()
+        };
+        let error = config.resolve().unwrap_err();
+        assert_eq!(error.setting, "CLIENT_TELEMETRY_RATE_LIMIT_OVERRIDES");
+        assert_eq!(error.value, "198.51.100.0/24=0");
+        assert!(error.reason.contains("at least 1"), "{error}");
     }
 
     #[actix_web::test]

@@ -26,8 +26,8 @@ use connections::Connections;
 use connector::{Connection, Connector};
 
 use super::{
-    BoxFuture, Decision, Keys, LimitKey, MemoryLimiter, Quota, RateLimitSettings, RateLimiter, RedisFailure,
-    window::WindowParams,
+    BoxFuture, Decision, Keys, LimitKey, LimitOverrides, MemoryLimiter, Quota, RateLimitSettings, RateLimiter,
+    RedisFailure, window::WindowParams,
 };
 use crate::observability::Metrics;
 
@@ -45,6 +45,7 @@ pub struct RedisLimiter {
     connections: Arc<Connections>,
     script: Script,
     params: WindowParams,
+    overrides: LimitOverrides,
     session: Option<WindowParams>,
     dedup_window: Option<Duration>,
     key_prefix: String,
@@ -137,6 +138,7 @@ impl RedisLimiter {
             connections,
             script: Script::new(SCRIPT),
             params,
+            overrides: settings.overrides.clone(),
             session: settings.session_max_requests.map(|limit| WindowParams::new(settings.window, limit)),
             dedup_window: settings.dedup_window,
             key_prefix: redis.key_prefix.clone(),
@@ -172,6 +174,12 @@ impl RedisLimiter {
 
     pub fn params(&self) -> WindowParams {
         self.params
+    }
+
+    /// The window of the attempt's IP key: the default limit, or its network's override (the script
+    /// takes the limit as an argument, so this costs no extra round trip).
+    fn ip_params(&self, keys: &Keys) -> WindowParams {
+        self.overrides.window_for(&keys.ip, self.params)
     }
 
     /// One script call deciding every key at once: admitted only if each has room and `batch` (a
@@ -263,11 +271,11 @@ impl RedisLimiter {
     /// (Session refusals are asked again: a session is one well-behaved page that backs off.)
     fn refused_locally(&self, keys: &Keys) -> Option<Decision> {
         let left = self.refused_until.get(&keys.ip)?.checked_duration_since(Instant::now())?;
-        Some(Decision::refused(self.params.limit, left))
+        Some(Decision::refused(self.ip_params(keys).limit, left))
     }
 
     fn fall_back(&self, keys: &Keys) -> Decision {
-        let limit = self.params.limit;
+        let limit = self.ip_params(keys).limit;
         match &self.fallback {
             Fallback::Local(memory) => memory.check_at(keys, memory.now_us()),
             Fallback::Allow => Decision::unlimited(limit),
@@ -311,7 +319,7 @@ impl RateLimiter for RedisLimiter {
                 self.errors.with_label_values(&[BACKEND, "circuit_open"]).inc();
                 return self.fall_back(keys);
             }
-            let mut limited = vec![(self.redis_key(&keys.ip), self.params)];
+            let mut limited = vec![(self.redis_key(&keys.ip), self.ip_params(keys))];
             if let (Some(params), Some(key)) = (self.session, &keys.session) {
                 limited.push((self.redis_key(key), params));
             }

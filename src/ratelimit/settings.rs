@@ -22,6 +22,9 @@ setting::component! {
         /// comma-separated CIDRs or addresses never limited (`decision="exempt"`)
         #[serde(deserialize_with = "setting::comma_list")]
         rate_limit_exempt_cidrs: Vec<String> = Vec::new(),
+        /// networks with their own limit per client address, `CIDR=requests,…` (`203.0.113.0/24=500,198.51.100.7=1000`); the longest prefix wins; shown in `RateLimit-Policy`
+        #[serde(deserialize_with = "setting::comma_list")]
+        rate_limit_overrides: Vec<String> = Vec::new(),
         /// requests per window one session (`X-Session-Id` or `?session=`) may make within its IP's limit, at most `RATE_LIMIT_MAX_REQUESTS`; `0` = no session limit
         rate_limit_session_max_requests: u32 = 0,
         /// how long an accepted batch id (`X-Batch-Id` or `?batch=`) makes a retry of that batch a duplicate; `0` = no de-duplication
@@ -81,6 +84,8 @@ pub struct RateLimitSettings {
     pub dry_run: bool,
     /// Clients never limited.
     pub exempt: Vec<IpNet>,
+    /// Networks with their own per-client limit instead of `max_requests`.
+    pub overrides: super::LimitOverrides,
     pub redis: RedisSettings,
 }
 
@@ -138,6 +143,8 @@ impl RateLimitConfig {
                 .then(|| Duration::from_millis(self.rate_limit_dedup_window_ms)),
             dry_run: self.rate_limit_dry_run,
             exempt: setting::each("rate_limit_exempt_cidrs", &self.rate_limit_exempt_cidrs, setting::cidr)?,
+            overrides: super::LimitOverrides::parse(&self.rate_limit_overrides)
+                .map_err(|e| setting::invalid_key("rate_limit_overrides", &e.entry, &e.reason))?,
             redis: RedisSettings {
                 mode: redis_mode(&self.rate_limit_redis_mode, &self.rate_limit_redis_sentinel_master)?,
                 nodes: redis_nodes(&self.rate_limit_redis_mode, &self.rate_limit_redis_url)?,
