@@ -43,6 +43,7 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
         rate_limit_headers: RateLimitHeaders::new(&settings.rate_limit),
         body_limits: settings.body.clone(),
         limits: settings.limits.clone(),
+        record_client_address: settings.record_client_address,
         scrubber: settings
             .scrub
             .enabled
@@ -50,7 +51,7 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
         logs: logs.clone(),
         log_write_timeout: settings.log_write_timeout,
         forwarder,
-        metrics: IngestMetrics::new(&metrics),
+        metrics: IngestMetrics::new(&metrics, &settings.allowed_apps),
         lifecycle: lifecycle.clone(),
     });
     let health_state = Data::new(HealthState { limiter: limiter.clone(), metrics, lifecycle: lifecycle.clone() });

@@ -37,6 +37,10 @@ pub struct Settings {
     pub trusted_proxies: Vec<IpNet>,
     pub cors_allowed_origins: Vec<String>,
     pub limits: Limits,
+    /// Keep the client's address as `client.address` (off: privacy).
+    pub record_client_address: bool,
+    /// Apps a batch may name (`app.name`); empty: any. Also the `app` label values of the metrics.
+    pub allowed_apps: Vec<String>,
     pub body: BodyLimits,
     pub shutdown: ShutdownSettings,
     pub scrub: ScrubSettings,
@@ -178,6 +182,9 @@ struct Raw {
     max_context_bytes: usize,
     max_context_keys: usize,
     max_context_depth: usize,
+    record_client_address: bool,
+    #[serde(deserialize_with = "comma_list")]
+    allowed_apps: Vec<String>,
     shutdown_delay_ms: u64,
     shutdown_grace_ms: u64,
     scrub_enabled: bool,
@@ -238,6 +245,8 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("max_context_bytes", "16384"),
     ("max_context_keys", "64"),
     ("max_context_depth", "5"),
+    ("record_client_address", "false"),
+    ("allowed_apps", ""),
     ("shutdown_delay_ms", "0"),
     ("shutdown_grace_ms", "15000"),
     ("scrub_enabled", "true"),
@@ -358,7 +367,9 @@ impl Raw {
             max_context_bytes: at_least("max_context_bytes", self.max_context_bytes, 2)?,
             max_context_keys: at_least("max_context_keys", self.max_context_keys, 1)?,
             max_context_depth: at_least("max_context_depth", self.max_context_depth, 1)?,
+            origin: crate::event::OriginLimits::default(),
         };
+        let allowed_apps = allowed_apps(self.allowed_apps, &limits.origin)?;
         let scrub = ScrubSettings {
             enabled: self.scrub_enabled,
             disabled_kinds: self
@@ -414,6 +425,8 @@ impl Raw {
             trusted_proxies: each("trusted_proxies", &self.trusted_proxies, cidr)?,
             cors_allowed_origins: each("cors_allowed_origins", &self.cors_allowed_origins, origin)?,
             limits,
+            record_client_address: self.record_client_address,
+            allowed_apps,
             body,
             shutdown: ShutdownSettings {
                 delay: Duration::from_millis(self.shutdown_delay_ms),
@@ -434,6 +447,23 @@ impl Raw {
                 .collect(),
         })
     }
+}
+
+/// At most `MAX_ALLOWED_APPS` names: each one is a label value of the metrics.
+pub const MAX_ALLOWED_APPS: usize = 100;
+
+fn allowed_apps(apps: Vec<String>, limits: &crate::event::OriginLimits) -> Result<Vec<String>, SettingsError> {
+    if apps.len() > MAX_ALLOWED_APPS {
+        let reason = format!("at most {MAX_ALLOWED_APPS} apps (each is a metrics label value)");
+        return Err(invalid_key("allowed_apps", &apps.join(","), &reason));
+    }
+    for app in &apps {
+        if app.len() > limits.max_name_bytes || app == "other" {
+            let reason = format!("an app name is 1 to {} bytes, and not `other`", limits.max_name_bytes);
+            return Err(invalid_key("allowed_apps", app, &reason));
+        }
+    }
+    Ok(apps)
 }
 
 /// Every item of a list setting, parsed; the first bad one names the setting.

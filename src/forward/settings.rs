@@ -138,8 +138,9 @@ impl RawForward {
             ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", &self.otel_exporter_otlp_logs_protocol),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", &self.otel_exporter_otlp_protocol),
         ]) {
-            None | Some((_, "http/json")) => Protocol::Json,
-            Some((_, "http/protobuf")) => Protocol::Protobuf,
+            // The OTLP exporter specification's default.
+            None | Some((_, "http/protobuf")) => Protocol::Protobuf,
+            Some((_, "http/json")) => Protocol::Json,
             Some((name, value)) => {
                 return Err(invalid(name, value, "expected http/json or http/protobuf (gRPC is not supported)"));
             }
@@ -382,7 +383,7 @@ mod tests {
     #[test]
     fn defaults_follow_the_seed_and_the_otel_batch_processor() {
         let s = load(&[("OTEL_COLLECTOR_ENDPOINT", "http://c:4318/v1/logs")]).unwrap().unwrap();
-        assert_eq!(s.protocol, Protocol::Json);
+        assert_eq!(s.protocol, Protocol::Protobuf, "the OTLP exporter specification's default");
         assert!(!s.gzip);
         assert_eq!(s.timeout, Duration::from_millis(5000));
         assert_eq!((s.queue_capacity, s.batch_size, s.batch_delay), (2048, 512, Duration::from_secs(1)));

@@ -1,13 +1,17 @@
 //! The request path, top to bottom: access (origin, API key) → rate limit per IP and session, and
 //! duplicate check → content type and encoding → size limit (of the decompressed body) → parse →
-//! validate → scrub → log (and wait until written) → forward (queue only) → remember the batch id →
-//! answer. A refused request (400 for a bad id, 401, 403, 429) or a duplicate costs no quota; one
+//! validate → app allow-list → request context (User-Agent, client address) → scrub → log (and wait
+//! until written) → forward (queue only) → remember the batch id → answer. A refused request (400 for a bad id, 401, 403, 429) or a duplicate costs no quota; one
 //! that passed the limiter has spent its quota even if its body is then refused, so malformed
 //! floods are limited too.
 
 use std::{borrow::Cow, time::Instant};
 
-use actix_web::{HttpRequest, HttpResponse, ResponseError, http::ConnectionType, web};
+use actix_web::{
+    HttpRequest, HttpResponse, ResponseError,
+    http::{ConnectionType, header::USER_AGENT},
+    web,
+};
 
 use super::IngestState;
 use super::{attempt, body, decode, event_log, response, response::IngestError};
@@ -70,15 +74,30 @@ async fn accept(
         }
     })?;
 
+    let app = batch.origin.app.name.as_deref();
+    let Some(app_label) = state.metrics.app_label(app) else {
+        return Err(IngestError::AppNotAllowed(app.unwrap_or_default().to_string()));
+    };
+    let origin = &mut batch.origin;
+    origin.user_agent = request
+        .headers()
+        .get(USER_AGENT)
+        .and_then(|ua| ua.to_str().ok())
+        .map(|ua| Cow::Owned(crate::event::truncate(ua, state.limits.origin.max_user_agent_bytes).to_string()));
+    if state.record_client_address {
+        origin.client_address = state.identity.client_ip(request).map(|ip| ip.to_string());
+    }
+
     let received_at = super::rfc3339_now();
     if let Some(scrubber) = &state.scrubber {
+        state.metrics.count_redactions(scrubber.scrub_origin(&mut batch.origin));
         for event in &mut batch.events {
             state.metrics.count_redactions(scrubber.scrub_event(event));
         }
     }
     let lines = state.logs.batch();
     for event in &batch.events {
-        event_log::write(&state.logs.events, event, &received_at);
+        event_log::write(&state.logs.events, &batch.origin, event, &received_at);
     }
     // An answer of 2xx promises the events are in the local log: wait (without blocking the
     // worker) until the writer has flushed them. If it cannot keep up, nothing is accepted: 503.
@@ -91,10 +110,10 @@ async fn accept(
     if !written {
         return Err(IngestError::LogUnavailable);
     }
-    state.metrics.count_levels(&batch.events);
+    state.metrics.count_levels(app_label, batch.origin.app.version.as_deref(), &batch.events);
     // The local copy is written; forwarding only queues, it never waits on the collector.
     if let Some(forwarder) = &state.forwarder {
-        forwarder.enqueue(&batch.events);
+        forwarder.enqueue(&batch.origin, &batch.events);
     }
     state.metrics.batch_size.observe(batch.events.len() as f64);
     state.metrics.count_rejections(batch.rejected.iter().map(|r| r.invalid.reason));
