@@ -150,9 +150,9 @@ fn metrics_count_known_traffic() {
     assert_eq!(gateway.post("nope").status, 400);
     assert_eq!(gateway.metric(r#"client_telemetry_requests_total{status="204"}"#), 4.0);
     assert_eq!(gateway.metric(r#"client_telemetry_requests_total{status="400"}"#), 1.0);
-    assert_eq!(gateway.metric(r#"client_telemetry_events_total{level="info"}"#), 60.0);
-    assert_eq!(gateway.metric(r#"client_telemetry_events_total{level="warn"}"#), 1.0);
-    assert_eq!(gateway.metric(r#"client_telemetry_events_total{level="error"}"#), 1.0);
+    assert_eq!(gateway.metric(r#"client_telemetry_events_total{app="",level="info"}"#), 60.0);
+    assert_eq!(gateway.metric(r#"client_telemetry_events_total{app="",level="warn"}"#), 1.0);
+    assert_eq!(gateway.metric(r#"client_telemetry_events_total{app="",level="error"}"#), 1.0);
     assert_eq!(gateway.metric("client_telemetry_batch_size_count"), 4.0);
     assert_eq!(gateway.metric("client_telemetry_batch_size_sum"), 62.0);
     assert_eq!(gateway.metric(r#"client_telemetry_batch_size_bucket{le="20"}"#), 4.0);
