@@ -64,7 +64,8 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     let admin_addr = admin_server.as_ref().map(|(_, addr)| addr.clone());
     // On the unfiltered logger: tools wait for this line whatever the log level.
     info!(logs.events, "listening"; "addr" => addr, "admin_addr" => admin_addr,
-        "rate_limit_backend" => limiter.backend_name(), "version" => env!("CARGO_PKG_VERSION"));
+        "rate_limit_backend" => limiter.backend_name(), "version" => env!("CARGO_PKG_VERSION"),
+        "client_script" => client_assets::hashed_path());
     for (setting, instead) in &settings.deprecated {
         warn!(logs.service, "deprecated setting"; "setting" => setting, "instead" => *instead);
     }

@@ -137,10 +137,27 @@ fn the_batch_context_and_exception_reach_the_log_and_the_collector_under_semanti
 
     let line = line_without_ts(&gateway);
     assert_eq!(
-        (&line["app"], &line["release"], &line["environment"], &line["pageUrl"], &line["userAgent"], &line["clientAddress"]),
-        (&json!("shop"), &json!("1.4.2"), &json!("production"), &json!("https://shop.example/checkout"), &json!(UA), &json!("203.0.113.7"))
+        (
+            &line["app"],
+            &line["release"],
+            &line["environment"],
+            &line["pageUrl"],
+            &line["userAgent"],
+            &line["clientAddress"]
+        ),
+        (
+            &json!("shop"),
+            &json!("1.4.2"),
+            &json!("production"),
+            &json!("https://shop.example/checkout"),
+            &json!(UA),
+            &json!("203.0.113.7")
+        )
     );
-    assert_eq!(line["browser"], json!({"language": "de-DE", "brands": ["Chromium 126"], "platform": "macOS", "mobile": false}));
+    assert_eq!(
+        line["browser"],
+        json!({"language": "de-DE", "brands": ["Chromium 126"], "platform": "macOS", "mobile": false})
+    );
     assert_eq!(line["sdk"], json!({"name": "@client-telemetry/browser", "version": "0.2.0"}));
     assert_eq!(line["exception"]["type"], "TypeError");
     assert!(line["exception"]["stacktrace"].as_str().unwrap().contains("at placeOrder"));
@@ -192,7 +209,9 @@ fn pii_in_a_stack_trace_a_page_url_and_an_exception_message_is_redacted_everywhe
     body["page"]["url"] = json!("https://shop.example/reset?token=s3cr3tT0ken&step=2");
     let exception = &mut body["events"][0]["exception"];
     exception["message"] = json!("no account for jane.doe@example.com");
-    exception["stacktrace"] = json!("Error: failed\n    at login (https://shop.example/app.js?api_key=abcdef0123456789:1:2)\n    at mail (alice@example.org)");
+    exception["stacktrace"] = json!(
+        "Error: failed\n    at login (https://shop.example/app.js?api_key=abcdef0123456789:1:2)\n    at mail (alice@example.org)"
+    );
     assert_eq!(post(&gateway, &body).status, 204);
 
     let line = line_without_ts(&gateway);
@@ -221,7 +240,10 @@ fn bad_new_fields_get_a_clear_400_or_refuse_only_their_event() {
     };
     let brands: Vec<Value> = (0..11).map(|i| json!({"brand": format!("B{i}"), "version": "1"})).collect();
     let whole_batch = [
-        (batch_with(&["browser", "brands"], json!(brands)), "`browser.brands` has 11 entries, more than the limit of 10"),
+        (
+            batch_with(&["browser", "brands"], json!(brands)),
+            "`browser.brands` has 11 entries, more than the limit of 10",
+        ),
         (batch_with(&["browser", "mobile"], json!("yes")), "expected a boolean"),
         (batch_with(&["app", "version"], json!(142)), "expected a string"),
         (batch_with(&["app"], json!("shop")), "expected struct App"),
@@ -244,7 +266,8 @@ fn bad_new_fields_get_a_clear_400_or_refuse_only_their_event() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     let answer = reply.json();
     assert_eq!(answer["accepted"], 1);
-    let errors: Vec<&str> = answer["rejected"].as_array().unwrap().iter().map(|r| r["error"].as_str().unwrap()).collect();
+    let errors: Vec<&str> =
+        answer["rejected"].as_array().unwrap().iter().map(|r| r["error"].as_str().unwrap()).collect();
     assert!(errors[0].contains("`exception.stacktrace` is 36000 bytes, more than the limit of 32768"), "{errors:?}");
     assert!(errors[1].contains("invalid type: map, expected a string"), "{errors:?}");
 }
