@@ -86,20 +86,18 @@ impl KV for Known<'_> {
         ];
         for (key, value) in strings {
             if let Some(value) = value {
-                serializer.emit_str(key.into(), value)?;
+                serializer.emit_str(key, value)?;
             }
         }
         if *browser != Browser::default() {
-            serializer.emit_serde("browser".into(), &Nested(BrowserLine::from(browser)))?;
+            serializer.emit_serde("browser", &Nested(BrowserLine::from(browser)))?;
         }
         if *sdk != Sdk::default() {
-            serializer.emit_serde(
-                "sdk".into(),
-                &Nested(SdkLine { name: sdk.name.as_deref(), version: sdk.version.as_deref() }),
-            )?;
+            serializer
+                .emit_serde("sdk", &Nested(SdkLine { name: sdk.name.as_deref(), version: sdk.version.as_deref() }))?;
         }
         if let Some(address) = client_address {
-            serializer.emit_str("clientAddress".into(), address)?;
+            serializer.emit_str("clientAddress", address)?;
         }
         if let Some(exception) = self.exception {
             let line = ExceptionLine {
@@ -107,7 +105,7 @@ impl KV for Known<'_> {
                 message: exception.message.as_deref(),
                 stacktrace: exception.stacktrace.as_deref(),
             };
-            serializer.emit_serde("exception".into(), &Nested(line))?;
+            serializer.emit_serde("exception", &Nested(line))?;
         }
         Ok(())
     }

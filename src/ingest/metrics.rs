@@ -25,6 +25,9 @@ const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 5
 /// Releases of one app with their own `client_telemetry_app_errors_total` series.
 pub const MAX_RELEASES_PER_APP: usize = 5;
 
+/// One app's last releases with their series, oldest first.
+type Releases = VecDeque<(String, IntCounter)>;
+
 /// Which `app` label an event counts under: the index in `AppLabels::names`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppLabel(usize);
@@ -48,7 +51,7 @@ pub struct IngestMetrics {
     events_by_level: std::sync::Arc<[[IntCounter; Level::ALL.len()]]>,
     app_errors: IntCounterVec,
     /// By app label: its last releases, oldest first.
-    releases: std::sync::Arc<[Mutex<VecDeque<(String, IntCounter)>>]>,
+    releases: std::sync::Arc<[Mutex<Releases>]>,
     rejected_by_reason: [IntCounter; Reason::ALL.len()],
     redactions_by_kind: [IntCounter; Kind::ALL.len()],
 }

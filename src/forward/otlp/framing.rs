@@ -30,8 +30,14 @@ pub struct Encoder {
     gzip: bool,
 }
 
+/// One scope's encoded `InstrumentationScope` and its records.
+type ScopeGroup<'b> = (Vec<u8>, Vec<&'b [u8]>);
+/// One resource's encoded `Resource` and its scopes.
+type ResourceGroup<'b> = (&'b [u8], Vec<ScopeGroup<'b>>);
 /// Records grouped for one body: by resource, then by scope, in order of first appearance.
-type Grouped<'b> = Vec<(&'b [u8], Vec<(Vec<u8>, Vec<&'b [u8]>)>)>;
+type Grouped<'b> = Vec<ResourceGroup<'b>>;
+/// The same, while grouping: scopes by name.
+type Grouping<'b> = Vec<(&'b [u8], Vec<(&'b str, Vec<&'b [u8]>)>)>;
 
 /// Field numbers of the envelopes (opentelemetry/proto/collector/logs/v1 and logs/v1).
 const REQUEST_RESOURCE_LOGS: u32 = 1;
@@ -90,7 +96,7 @@ impl Encoder {
 
     /// The body of one export. Encoded once: retries send the same bytes.
     pub fn encode(&self, batch: &[Record]) -> Bytes {
-        let mut groups: Vec<(&[u8], Vec<(&str, Vec<&[u8]>)>)> = Vec::new();
+        let mut groups: Grouping = Vec::new();
         let mut by_key: HashMap<(&[u8], &str), (usize, usize)> = HashMap::new();
         for record in batch {
             let (r, s) = *by_key.entry((&record.resource, &record.scope)).or_insert_with(|| {
@@ -134,11 +140,11 @@ impl Encoder {
 }
 
 fn protobuf_body(groups: &Grouped) -> Vec<u8> {
-    let scope_logs_len = |(scope, logs): &(Vec<u8>, Vec<&[u8]>)| {
+    let scope_logs_len = |(scope, logs): &ScopeGroup| {
         field_len(SCOPE_LOGS_SCOPE, scope.len())
             + logs.iter().map(|log| field_len(SCOPE_LOGS_LOG_RECORDS, log.len())).sum::<usize>()
     };
-    let resource_logs_len = |(resource, scopes): &(&[u8], Vec<(Vec<u8>, Vec<&[u8]>)>)| {
+    let resource_logs_len = |(resource, scopes): &ResourceGroup| {
         field_len(RESOURCE_LOGS_RESOURCE, resource.len())
             + scopes.iter().map(|s| field_len(RESOURCE_LOGS_SCOPE_LOGS, scope_logs_len(s))).sum::<usize>()
     };
