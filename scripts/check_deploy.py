@@ -215,6 +215,7 @@ def promql_problems(expr: str, contract: Contract, where: str, job_pin: tuple[st
     bare = re.sub(r"\{[^}]*\}", " ", bare)
     bare = GROUPING.sub(" ", bare)
     bare = re.sub(r"\[[^\]]*\]", " ", bare)
+    bare = re.sub(r"\boffset\s+-?(?:\d+(?:ms|[smhdwy]))+", " ", bare)  # a duration is not a name
     bare = re.sub(r"\$\{?\w+\}?", " ", bare)
     bare = re.sub(r"(?<![\w.])\d+(?:\.\d+)?(?:[eE][+-]?\d+)?", " ", bare)
     for m in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*(\s*\()?", bare):

@@ -43,6 +43,7 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
         rate_limit_headers: RateLimitHeaders::new(&settings.rate_limit),
         body_limits: settings.body.clone(),
         limits: settings.limits.clone(),
+        record_client_address: settings.origin.record_client_address,
         scrubber: settings
             .scrub
             .enabled
@@ -50,7 +51,7 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
         logs: logs.clone(),
         log_write_timeout: settings.log.write_timeout,
         forwarder,
-        metrics: IngestMetrics::new(&metrics),
+        metrics: IngestMetrics::new(&metrics, &settings.origin.allowed_apps),
         lifecycle: lifecycle.clone(),
     });
     let health_state = Data::new(HealthState { limiter: limiter.clone(), metrics, lifecycle: lifecycle.clone() });
@@ -66,7 +67,7 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     // On the unfiltered logger: tools wait for this line whatever the log level.
     info!(logs.events, "listening"; "addr" => addr, "admin_addr" => admin_addr,
         "rate_limit_backend" => limiter.backend_name(), "version" => env!("CARGO_PKG_VERSION"),
-        "commit" => env!("CLIENT_TELEMETRY_GIT_COMMIT"));
+        "commit" => env!("CLIENT_TELEMETRY_GIT_COMMIT"), "client_script" => client_assets::hashed_path());
     for (setting, instead) in &settings.deprecated {
         warn!(logs.service, "deprecated setting"; "setting" => setting, "instead" => instead);
     }

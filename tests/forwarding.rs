@@ -73,6 +73,14 @@ fn attributes(log: &LogRecord) -> HashMap<String, Option<V>> {
     log.attributes.iter().map(|kv| (kv.key.clone(), kv.value.clone().and_then(|v| v.value))).collect()
 }
 
+/// The version in the test client's `User-Agent: ureq/<version>`, as the record carries it.
+fn ureq_version(log: &LogRecord) -> String {
+    match attributes(log).get("user_agent.original") {
+        Some(Some(V::StringValue(ua))) => ua.strip_prefix("ureq/").expect("the test client's User-Agent").to_string(),
+        other => panic!("no user_agent.original: {other:?}"),
+    }
+}
+
 fn check_mapping(protocol: &str, compression: &str) {
     let collector = Collector::start();
     let base = format!("http://{}", collector.addr);
@@ -122,7 +130,7 @@ fn check_mapping(protocol: &str, compression: &str) {
         attributes(&LogRecord { attributes: resource_logs.resource.clone().unwrap().attributes, ..Default::default() });
     assert_eq!(resource["service.name"], string("shop-web"));
     assert_eq!(resource["deployment.environment"], string("test"));
-    assert_eq!(resource["telemetry.sdk.name"], string("client-telemetry"));
+    assert_eq!(resource["telemetry.sdk.name"], string("client-telemetry"), "an old client: the seed's name");
     let scopes: HashMap<&str, usize> = resource_logs
         .scope_logs
         .iter()
@@ -166,11 +174,15 @@ fn check_mapping(protocol: &str, compression: &str) {
             })),
         ),
     ]);
+    // The request's User-Agent (the test client's) is the one attribute the gateway adds.
+    let ua = || ("user_agent.original".to_string(), string(&format!("ureq/{}", ureq_version(&info))));
+    let mut expected_info = expected_info;
+    expected_info.extend([ua()]);
     assert_eq!(attributes(&info), expected_info);
-    assert_eq!(attributes(&warn), HashMap::from([("session.id".to_string(), string("s-2"))]));
+    assert_eq!(attributes(&warn), HashMap::from([("session.id".to_string(), string("s-2")), ua()]));
     assert_eq!(
         attributes(&error),
-        HashMap::from([("session.id".to_string(), string("s-1")), ("code".to_string(), int(500))])
+        HashMap::from([("session.id".to_string(), string("s-1")), ("code".to_string(), int(500)), ua()])
     );
 
     let counts = settled(&gateway, 3);

@@ -83,7 +83,7 @@ fn a_refused_origin_costs_no_quota_writes_no_event_and_is_counted_and_logged_onc
     }
     let events = gateway.wait_for_events(2);
     assert_eq!(events.len(), 2, "only the allowed origin's events are written");
-    assert_eq!(gateway.metric(r#"client_telemetry_events_total{level="info"}"#), 2.0);
+    assert_eq!(gateway.metric(r#"client_telemetry_events_total{app="",level="info"}"#), 2.0);
     // The operator is told which origin, once per origin per minute, not once per request.
     let warned: Vec<_> = gateway
         .log_lines()

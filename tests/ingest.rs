@@ -150,9 +150,9 @@ fn metrics_count_known_traffic() {
     assert_eq!(gateway.post("nope").status, 400);
     assert_eq!(gateway.metric(r#"client_telemetry_requests_total{status="204"}"#), 4.0);
     assert_eq!(gateway.metric(r#"client_telemetry_requests_total{status="400"}"#), 1.0);
-    assert_eq!(gateway.metric(r#"client_telemetry_events_total{level="info"}"#), 60.0);
-    assert_eq!(gateway.metric(r#"client_telemetry_events_total{level="warn"}"#), 1.0);
-    assert_eq!(gateway.metric(r#"client_telemetry_events_total{level="error"}"#), 1.0);
+    assert_eq!(gateway.metric(r#"client_telemetry_events_total{app="",level="info"}"#), 60.0);
+    assert_eq!(gateway.metric(r#"client_telemetry_events_total{app="",level="warn"}"#), 1.0);
+    assert_eq!(gateway.metric(r#"client_telemetry_events_total{app="",level="error"}"#), 1.0);
     assert_eq!(gateway.metric("client_telemetry_batch_size_count"), 4.0);
     assert_eq!(gateway.metric("client_telemetry_batch_size_sum"), 62.0);
     assert_eq!(gateway.metric(r#"client_telemetry_batch_size_bucket{le="20"}"#), 4.0);
@@ -225,4 +225,44 @@ fn the_browser_client_and_the_demo_page_are_served_as_committed() {
     assert_eq!(demo.status, 200);
     assert!(demo.header("content-type").unwrap().starts_with("text/html"));
     assert_eq!(demo.body, std::fs::read_to_string("client/demo/index.html").unwrap());
+}
+
+#[test]
+fn the_browser_client_is_sent_gzipped_with_an_etag_and_under_a_content_hashed_name_cached_for_good() {
+    let gateway = Gateway::start(&[]);
+    let committed = std::fs::read_to_string("client/dist/client-telemetry.min.js").unwrap();
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        let mut request = ureq::get(&gateway.url(path));
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        match request.call() {
+            Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let zipped = get("/client-telemetry.js", &[("accept-encoding", "gzip, deflate, br")]);
+    assert_eq!(zipped.header("content-encoding"), Some("gzip"));
+    assert_eq!(zipped.header("vary"), Some("Accept-Encoding"));
+    let etag = zipped.header("etag").unwrap().to_string();
+    let mut body = Vec::new();
+    zipped.into_reader().read_to_end(&mut body).unwrap();
+    let mut unzipped = String::new();
+    flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut unzipped).unwrap();
+    assert_eq!(unzipped, committed);
+    assert!(body.len() < committed.len() / 2, "{} compressed bytes for {}", body.len(), committed.len());
+
+    let cached = get("/client-telemetry.js", &[("if-none-match", &etag)]);
+    assert_eq!((cached.status(), cached.header("etag")), (304, Some(etag.as_str())));
+    let head = ureq::head(&gateway.url("/client-telemetry.js")).call().unwrap();
+    assert_eq!(head.header("etag"), Some(etag.as_str()));
+    assert_eq!(head.header("content-length"), Some(committed.len().to_string().as_str()));
+    assert_eq!(head.into_string().unwrap(), "", "HEAD has no body");
+
+    let hash = etag.trim_matches('"');
+    let hashed = get(&format!("/client-telemetry.{hash}.js"), &[]);
+    assert_eq!(hashed.status(), 200);
+    assert_eq!(hashed.header("cache-control"), Some("public, max-age=31536000, immutable"));
+    assert_eq!(hashed.into_string().unwrap(), committed);
+    assert_eq!(get("/client-telemetry.0000000000000000.js", &[]).status(), 404, "another build's name");
 }

@@ -18,8 +18,10 @@ use serde_json::value::RawValue;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 mod limits;
+mod origin;
 
-pub use limits::{Limits, LimitsConfig};
+pub use limits::{Limits, LimitsConfig, OriginLimits};
+pub use origin::{App, Browser, Origin, Sdk, WireOrigin, truncate, validate_origin};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -57,6 +59,19 @@ pub struct Event<'a> {
     /// Logged as it is; parsed again only where a structure is needed (scrubbing a flagged event,
     /// OTLP attributes).
     pub context: Option<Cow<'a, RawValue>>,
+    pub exception: Option<Exception<'a>>,
+}
+
+/// An error the page caught or did not (`exception.*` in the semantic conventions). `type` may be
+/// `string` or `object` when something other than an `Error` was thrown.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Exception<'a> {
+    #[serde(borrow, default, rename = "type")]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub message: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub stacktrace: Option<Cow<'a, str>>,
 }
 
 impl Event<'_> {
@@ -85,6 +100,8 @@ pub struct WireEvent<'a> {
     request_id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     context: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    exception: Option<Exception<'a>>,
 }
 
 /// Why an event was refused: the `reason` label of `client_telemetry_events_rejected_total`.
@@ -120,7 +137,7 @@ pub struct Invalid {
 }
 
 impl Invalid {
-    fn new(reason: Reason, message: impl Into<String>) -> Self {
+    pub(crate) fn new(reason: Reason, message: impl Into<String>) -> Self {
         Self { reason, message: message.into() }
     }
 }
@@ -141,6 +158,9 @@ pub fn validate<'a>(wire: WireEvent<'a>, limits: &Limits) -> Result<Event<'a>, I
     }
     let time_unix_nano = parse_timestamp(&wire.timestamp)?;
     let context = wire.context.map(|raw| parse_context(raw, limits)).transpose()?.map(compact);
+    if let Some(exception) = &wire.exception {
+        check_exception(exception, &limits.origin)?;
+    }
     Ok(Event {
         level: wire.level,
         scope: wire.scope,
@@ -150,10 +170,28 @@ pub fn validate<'a>(wire: WireEvent<'a>, limits: &Limits) -> Result<Event<'a>, I
         time_unix_nano,
         request_id: wire.request_id,
         context,
+        exception: wire.exception,
     })
 }
 
-fn text_field(name: &str, value: &str, max_bytes: usize, required: bool) -> Result<(), Invalid> {
+fn check_exception(exception: &Exception<'_>, limits: &OriginLimits) -> Result<(), Invalid> {
+    let fields = [
+        ("exception.type", &exception.kind, limits.max_exception_type_bytes, true),
+        ("exception.message", &exception.message, limits.max_exception_message_bytes, false),
+        ("exception.stacktrace", &exception.stacktrace, limits.max_stacktrace_bytes, false),
+    ];
+    for (name, value, max, required) in fields {
+        if let Some(value) = value {
+            text_field(name, value, max, required)?;
+        }
+    }
+    if exception.kind.is_none() && exception.message.is_none() && exception.stacktrace.is_none() {
+        return Err(Invalid::new(Reason::InvalidField, "`exception` needs at least one of type, message, stacktrace"));
+    }
+    Ok(())
+}
+
+pub(crate) fn text_field(name: &str, value: &str, max_bytes: usize, required: bool) -> Result<(), Invalid> {
     if required && value.trim().is_empty() {
         return Err(Invalid::new(Reason::InvalidField, format!("`{name}` must not be empty")));
     }

@@ -37,7 +37,11 @@ pub use settings::{DEFAULT_SERVICE_NAME, ForwardConfig, ForwardSettings, Protoco
 use slog::{Logger, info, warn};
 use tokio::{sync::Notify, task::JoinHandle};
 
-use crate::{event::Event, observability::Metrics, redact::redact_url};
+use crate::{
+    event::{Event, Origin},
+    observability::Metrics,
+    redact::redact_url,
+};
 
 /// One log line at most per this period for each kind of forwarding trouble.
 const LOG_PERIOD: Duration = Duration::from_secs(10);
@@ -70,7 +74,7 @@ pub struct Forwarder {
 
 impl Forwarder {
     /// Queues the events for export and returns at once: never waits for room or for the collector.
-    pub fn enqueue(&self, events: &[Event<'_>]) {
+    pub fn enqueue(&self, origin: &Origin<'_>, events: &[Event<'_>]) {
         let observed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         // Counted before the exporter can see them, so it never settles more than was offered.
         self.metrics.unsettled.fetch_add(events.len() as i64, Ordering::SeqCst);
@@ -79,7 +83,7 @@ impl Forwarder {
         if queued > 0 {
             // Shows as queued until the exporter takes it, so the depth never goes below zero.
             self.metrics.queue_depth.add(queued as i64);
-            if let Err(refused) = self.queue.send(self.encoder.records(&events[..queued], observed)) {
+            if let Err(refused) = self.queue.send(self.encoder.records(origin, &events[..queued], observed)) {
                 self.metrics.queue_depth.sub(refused as i64);
                 queued -= refused;
             }

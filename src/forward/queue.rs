@@ -122,7 +122,9 @@ mod tests {
     use super::*;
 
     fn records(scope: &str, count: usize) -> Vec<Record> {
-        (0..count).map(|i| Record { scope: scope.into(), log: Bytes::from(vec![i as u8]) }).collect()
+        (0..count)
+            .map(|i| Record { resource: Arc::from(&b""[..]), scope: scope.into(), log: Bytes::from(vec![i as u8]) })
+            .collect()
     }
 
     #[tokio::test]

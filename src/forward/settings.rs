@@ -135,7 +135,7 @@ setting::component! {
 /// What applies when none of the variables that can set a value is set (for the reference).
 fn shown_default(key: &str) -> Option<String> {
     let value = match key {
-        "otel_exporter_otlp_logs_protocol" | "otel_exporter_otlp_protocol" => "http/json".into(),
+        "otel_exporter_otlp_logs_protocol" | "otel_exporter_otlp_protocol" => "http/protobuf".into(),
         "otel_exporter_otlp_logs_compression" | "otel_exporter_otlp_compression" => "none".into(),
         "otel_collector_timeout_ms" | "otel_exporter_otlp_logs_timeout" | "otel_exporter_otlp_timeout" => {
             DEFAULT_TIMEOUT_MS.to_string()
@@ -167,8 +167,9 @@ impl ForwardConfig {
             ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", &self.otel_exporter_otlp_logs_protocol),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", &self.otel_exporter_otlp_protocol),
         ]) {
-            None | Some((_, "http/json")) => Protocol::Json,
-            Some((_, "http/protobuf")) => Protocol::Protobuf,
+            // The OTLP exporter specification's default.
+            None | Some((_, "http/protobuf")) => Protocol::Protobuf,
+            Some((_, "http/json")) => Protocol::Json,
             Some((name, value)) => {
                 return Err(invalid(name, value, "expected http/json or http/protobuf (gRPC is not supported)"));
             }

@@ -1,4 +1,5 @@
-//! From body text to accepted events: the batch `{"events":[…]}` or the legacy single event.
+//! From body text to accepted events: the batch `{"app":…,"page":…,"browser":…,"sdk":…,"events":[…]}`
+//! (every field but `events` optional) or the legacy single event, which has no batch context.
 //!
 //! A well-formed batch is parsed in one pass. Only when that fails is each element parsed on its
 //! own, to say which events are wrong: one bad event does not cost the others.
@@ -7,9 +8,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::response::IngestError;
-use crate::event::{Event, Invalid, Limits, WireEvent, parse_event, validate};
+use crate::event::{Event, Invalid, Limits, Origin, WireEvent, WireOrigin, parse_event, validate, validate_origin};
 
 pub struct Batch<'a> {
+    /// What the client said of the batch; the handler adds what the request says.
+    pub origin: Origin<'a>,
     pub events: Vec<Event<'a>>,
     pub rejected: Vec<Rejection>,
 }
@@ -23,6 +26,8 @@ pub struct Rejection {
 /// The common case: every event has the right fields and types.
 #[derive(Deserialize)]
 struct WellFormedBatch<'a> {
+    #[serde(borrow, flatten)]
+    origin: WireOrigin<'a>,
     #[serde(borrow)]
     events: Vec<WireEvent<'a>>,
 }
@@ -50,25 +55,34 @@ pub fn decode<'a>(body: &'a str, limits: &Limits) -> Result<Batch<'a>, IngestErr
         });
     }
     if let Ok(batch) = serde_json::from_str::<WellFormedBatch<'a>>(body) {
-        return collect(batch.events.into_iter().map(|wire| validate(wire, limits)), limits);
+        let origin = origin(batch.origin, limits)?;
+        return collect(origin, batch.events.into_iter().map(|wire| validate(wire, limits)), limits);
     }
     let envelope: Envelope<'a> = serde_json::from_str(body).map_err(IngestError::from_json)?;
     let Some(events) = envelope.events else {
         // Legacy: the body is one event.
         return match parse_event(body, limits) {
-            Ok(event) => Ok(Batch { events: vec![event], rejected: Vec::new() }),
+            Ok(event) => Ok(Batch { origin: Origin::default(), events: vec![event], rejected: Vec::new() }),
             Err(invalid) => Err(IngestError::NoValidEvents(vec![Rejection { index: 0, invalid }])),
         };
     };
+    // The batch context is shared by every event: when it is wrong, the whole batch is.
+    let wire: WireOrigin<'a> = serde_json::from_str(body).map_err(|e| IngestError::BadShape(e.to_string()))?;
+    let origin = origin(wire, limits)?;
     if !events.get().starts_with('[') {
         return Err(IngestError::BadShape("`events` must be an array of events".into()));
     }
     let raw: Vec<&'a RawValue> = serde_json::from_str(events.get()).map_err(IngestError::from_json)?;
-    collect(raw.into_iter().map(|event| parse_event(event.get(), limits)), limits)
+    collect(origin, raw.into_iter().map(|event| parse_event(event.get(), limits)), limits)
+}
+
+fn origin<'a>(wire: WireOrigin<'a>, limits: &Limits) -> Result<Origin<'a>, IngestError> {
+    validate_origin(wire, &limits.origin).map_err(|invalid| IngestError::BadShape(invalid.message))
 }
 
 /// Checks the count before any event is validated, then splits the accepted from the refused.
 fn collect<'a>(
+    origin: Origin<'a>,
     events: impl ExactSizeIterator<Item = Result<Event<'a>, Invalid>>,
     limits: &Limits,
 ) -> Result<Batch<'a>, IngestError> {
@@ -78,7 +92,7 @@ fn collect<'a>(
     if events.len() > limits.max_events_per_request {
         return Err(IngestError::TooManyEvents { count: events.len(), max: limits.max_events_per_request });
     }
-    let mut batch = Batch { events: Vec::with_capacity(events.len()), rejected: Vec::new() };
+    let mut batch = Batch { origin, events: Vec::with_capacity(events.len()), rejected: Vec::new() };
     for (index, event) in events.enumerate() {
         match event {
             Ok(event) => batch.events.push(event),

@@ -1,19 +1,27 @@
 //! The local copy: every accepted event as one JSON log line, written before any forwarding.
+//!
+//! The seed's keys (`ts`, `scope`, `sessionId`, `message`, `timestamp`, `requestId`, `context`)
+//! come first; the batch context and the exception follow under keys that are present only when
+//! known: `app`, `release`, `environment`, `pageUrl`, `browser` {language, brands, platform,
+//! mobile}, `sdk` {name, version}, `userAgent`, `clientAddress`, `exception` {type, message,
+//! stacktrace}.
 
 use std::borrow::Cow;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
-use slog::{Logger, Record};
+use slog::{KV, Logger, Record};
 
-use crate::event::{Event, Level};
+use crate::event::{Browser, Event, Exception, Level, Origin, Sdk};
 
-pub fn write(log: &Logger, event: &Event<'_>, received_at: &str) {
+pub fn write(log: &Logger, origin: &Origin<'_>, event: &Event<'_>, received_at: &str) {
+    let known = Known { origin, exception: event.exception.as_ref() };
     // slog levels are compile-time constants, hence one arm per level.
     macro_rules! write_line {
         ($macro:ident) => {
-            // slog-json writes pairs last to first: this reads ts, scope, …, context.
+            // slog-json writes pairs last to first: this reads ts, scope, …, context, app, ….
             slog::$macro!(log, "client event";
+                known,
                 "context" => Context(event.context.as_deref().map(Cow::Borrowed)),
                 "requestId" => event.request_id.as_deref(),
                 "timestamp" => &*event.timestamp,
@@ -55,6 +63,108 @@ impl slog::SerdeValue for Context<'_> {
 }
 
 impl slog::Value for Context<'_> {
+    fn serialize(&self, _: &Record, key: slog::Key, serializer: &mut dyn slog::Serializer) -> slog::Result {
+        serializer.emit_serde(key, self)
+    }
+}
+
+/// The batch context and the exception: only the fields that are present.
+struct Known<'a> {
+    origin: &'a Origin<'a>,
+    exception: Option<&'a Exception<'a>>,
+}
+
+impl KV for Known<'_> {
+    fn serialize(&self, _: &Record, serializer: &mut dyn slog::Serializer) -> slog::Result {
+        let Origin { app, page_url, browser, sdk, user_agent, client_address } = self.origin;
+        let strings = [
+            ("app", &app.name),
+            ("release", &app.version),
+            ("environment", &app.environment),
+            ("pageUrl", page_url),
+            ("userAgent", user_agent),
+        ];
+        for (key, value) in strings {
+            if let Some(value) = value {
+                serializer.emit_str(key, value)?;
+            }
+        }
+        if *browser != Browser::default() {
+            serializer.emit_serde("browser", &Nested(BrowserLine::from(browser)))?;
+        }
+        if *sdk != Sdk::default() {
+            serializer
+                .emit_serde("sdk", &Nested(SdkLine { name: sdk.name.as_deref(), version: sdk.version.as_deref() }))?;
+        }
+        if let Some(address) = client_address {
+            serializer.emit_str("clientAddress", address)?;
+        }
+        if let Some(exception) = self.exception {
+            let line = ExceptionLine {
+                kind: exception.kind.as_deref(),
+                message: exception.message.as_deref(),
+                stacktrace: exception.stacktrace.as_deref(),
+            };
+            serializer.emit_serde("exception", &Nested(line))?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Serialize)]
+struct BrowserLine<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    language: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    brands: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    platform: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mobile: Option<bool>,
+}
+
+impl<'a> From<&'a Browser<'a>> for BrowserLine<'a> {
+    fn from(b: &'a Browser<'a>) -> Self {
+        Self { language: b.language.as_deref(), brands: &b.brands, platform: b.platform.as_deref(), mobile: b.mobile }
+    }
+}
+
+#[derive(Serialize)]
+struct SdkLine<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct ExceptionLine<'a> {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stacktrace: Option<&'a str>,
+}
+
+/// A nested object of the line, as slog wants it.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Nested<T>(T);
+
+impl<T: Serialize> slog::SerdeValue for Nested<T> {
+    fn as_serde(&self) -> &dyn erased_serde::Serialize {
+        &self.0
+    }
+
+    /// Not used by our drain, which formats on the logging thread.
+    fn to_sendable(&self) -> Box<dyn slog::SerdeValue + Send + 'static> {
+        let value = serde_json::to_value(&self.0).unwrap_or_default();
+        Box::new(Nested(value))
+    }
+}
+
+impl<T: Serialize> slog::Value for Nested<T> {
     fn serialize(&self, _: &Record, key: slog::Key, serializer: &mut dyn slog::Serializer) -> slog::Result {
         serializer.emit_serde(key, self)
     }

@@ -1,17 +1,21 @@
 //! The request path, top to bottom: access (origin, API key) → rate limit per IP and session, and
 //! duplicate check → content type and encoding → size limit (of the decompressed body) → parse →
-//! validate → scrub → log (and wait until written) → forward (queue only) → remember the batch id →
-//! answer. A refused request (400 for a bad id, 401, 403, 429) or a duplicate costs no quota; one
+//! validate → app allow-list → request context (User-Agent, client address) → scrub → log (and wait
+//! until written) → forward (queue only) → remember the batch id → answer. A refused request (400 for a bad id, 401, 403, 429) or a duplicate costs no quota; one
 //! that passed the limiter has spent its quota even if its body is then refused, so malformed
 //! floods are limited too.
 
 use std::{borrow::Cow, time::Instant};
 
-use actix_web::{HttpRequest, HttpResponse, ResponseError, http::ConnectionType, web};
+use actix_web::{
+    HttpRequest, HttpResponse, ResponseError,
+    http::{ConnectionType, header::USER_AGENT},
+    web,
+};
 
-use super::IngestState;
+use super::{IngestState, metrics::AppLabel};
 use super::{attempt, body, decode, event_log, response, response::IngestError};
-use crate::event::Event;
+use crate::event::{Event, Origin};
 
 pub async fn ingest(request: HttpRequest, payload: web::Payload, state: web::Data<IngestState>) -> HttpResponse {
     let started = Instant::now();
@@ -71,15 +75,30 @@ async fn accept(
         }
     })?;
 
+    let app = batch.origin.app.name.as_deref();
+    let Some(app_label) = state.metrics.app_label(app) else {
+        return Err(IngestError::AppNotAllowed(app.unwrap_or_default().to_string()));
+    };
+    let origin = &mut batch.origin;
+    origin.user_agent = request
+        .headers()
+        .get(USER_AGENT)
+        .and_then(|ua| ua.to_str().ok())
+        .map(|ua| Cow::Owned(crate::event::truncate(ua, state.limits.origin.max_user_agent_bytes).to_string()));
+    if state.record_client_address {
+        origin.client_address = state.identity.client_ip(request).map(|ip| ip.to_string());
+    }
+
     let received_at = crate::observability::rfc3339_now();
     if let Some(scrubber) = &state.scrubber {
+        state.metrics.count_redactions(scrubber.scrub_origin(&mut batch.origin));
         for event in &mut batch.events {
             state.metrics.count_redactions(scrubber.scrub_event(event));
         }
     }
     let lines = state.logs.batch();
     for event in &batch.events {
-        event_log::write(&state.logs.events, event, &received_at);
+        event_log::write(&state.logs.events, &batch.origin, event, &received_at);
     }
     // An answer of 2xx promises the events are in the local log: wait (without blocking the
     // worker) until the writer has flushed them. If it cannot keep up, nothing is accepted: 503.
@@ -88,7 +107,7 @@ async fn accept(
     let Ok(receipt) = lines.ship() else { return Err(IngestError::LogUnavailable) };
     // The lines are the writer's now, and it writes all it holds before the process exits: from
     // here the events are settled even if this request is cancelled while it waits.
-    let settle = Settle { state, events: &batch.events };
+    let settle = Settle { state, app_label, origin: &batch.origin, events: &batch.events };
     let written = actix_web::rt::time::timeout(state.log_write_timeout, receipt.written()).await.unwrap_or(false);
     if !written {
         std::mem::forget(settle);
@@ -106,14 +125,16 @@ async fn accept(
 /// every shutdown. Forgotten when the write missed its deadline (the request is refused).
 struct Settle<'s, 'e> {
     state: &'s IngestState,
+    app_label: AppLabel,
+    origin: &'s Origin<'e>,
     events: &'s [Event<'e>],
 }
 
 impl Drop for Settle<'_, '_> {
     fn drop(&mut self) {
-        self.state.metrics.count_levels(self.events);
+        self.state.metrics.count_levels(self.app_label, self.origin.app.version.as_deref(), self.events);
         if let Some(forwarder) = &self.state.forwarder {
-            forwarder.enqueue(self.events);
+            forwarder.enqueue(self.origin, self.events);
         }
     }
 }

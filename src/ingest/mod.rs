@@ -7,6 +7,7 @@ mod decode;
 mod event_log;
 mod handler;
 mod metrics;
+mod origin;
 pub mod response;
 mod state;
 
@@ -16,6 +17,7 @@ pub use body::{BodyConfig, BodyLimits, gunzip};
 pub use decode::{Batch, Rejection, decode_body};
 pub use handler::ingest;
 pub use metrics::IngestMetrics;
+pub use origin::{OriginConfig, OriginSettings};
 pub use state::IngestState;
 
 pub const PATH: &str = "/api/client-telemetry";

@@ -34,6 +34,8 @@ pub enum IngestError {
     MissingApiKey,
     InvalidApiKey,
     OriginNotAllowed(String),
+    /// The batch names an app that is not on `CLIENT_TELEMETRY_ALLOWED_APPS`.
+    AppNotAllowed(String),
     UnsupportedEncoding(String),
     DecompressedTooLarge {
         limit: usize,
@@ -102,6 +104,12 @@ impl fmt::Display for IngestError {
             }
             IngestError::InvalidApiKey => f.write_str("invalid API key"),
             IngestError::OriginNotAllowed(o) => write!(f, "origin {o:?} is not allowed to send telemetry here"),
+            IngestError::AppNotAllowed(app) => {
+                write!(
+                    f,
+                    "app {app:?} is not allowed to send telemetry here: `app.name` must be on the gateway's list of apps"
+                )
+            }
             IngestError::UnsupportedEncoding(e) => {
                 write!(f, "unsupported Content-Encoding {e:?}: send the body uncompressed or gzip-compressed")
             }
@@ -139,7 +147,7 @@ impl ResponseError for IngestError {
             | IngestError::DecompressedTooLarge { .. }
             | IngestError::CompressionRatio { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::MissingApiKey | IngestError::InvalidApiKey => StatusCode::UNAUTHORIZED,
-            IngestError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
+            IngestError::OriginNotAllowed(_) | IngestError::AppNotAllowed(_) => StatusCode::FORBIDDEN,
             IngestError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             IngestError::LogUnavailable => StatusCode::SERVICE_UNAVAILABLE,

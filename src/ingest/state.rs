@@ -15,6 +15,8 @@ pub struct IngestState {
     pub rate_limit_headers: RateLimitHeaders,
     pub body_limits: BodyLimits,
     pub limits: Limits,
+    /// Keep the client's address as `client.address`.
+    pub record_client_address: bool,
     /// None when scrubbing is turned off.
     pub scrubber: Option<Scrubber>,
     pub logs: Logs,

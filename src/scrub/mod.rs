@@ -13,7 +13,10 @@ pub use patterns::Kind;
 use regex_automata::{Anchored, Input, PatternID, meta::Regex, util::syntax};
 use serde_json::{Map, Value};
 
-use crate::{event::Event, setting};
+use crate::{
+    event::{Event, Exception, Origin},
+    setting,
+};
 
 setting::component! {
     /// PII scrubbing.
@@ -160,17 +163,51 @@ impl Scrubber {
         })
     }
 
-    /// Scrubs the event's message, scope and context (keys and values) in place.
+    /// Scrubs the batch's context in place: every string of app, page, browser and SDK, and the
+    /// `User-Agent` (the client address is kept only when asked for, and then as it is).
+    pub fn scrub_origin(&self, origin: &mut Origin<'_>) -> Redactions {
+        let mut redactions = Redactions::default();
+        let Origin { app, page_url, browser, sdk, user_agent, client_address: _ } = origin;
+        let fields = [
+            &mut app.name,
+            &mut app.version,
+            &mut app.environment,
+            page_url,
+            &mut browser.language,
+            &mut browser.platform,
+            &mut sdk.name,
+            &mut sdk.version,
+            user_agent,
+        ];
+        for field in fields.into_iter().flatten() {
+            self.scrub_cow(field, &mut redactions);
+        }
+        for brand in &mut browser.brands {
+            if let Cow::Owned(scrubbed) = self.scrub_text(brand, &mut redactions) {
+                *brand = scrubbed;
+            }
+        }
+        redactions
+    }
+
+    fn scrub_cow(&self, text: &mut Cow<'_, str>, redactions: &mut Redactions) {
+        if let Cow::Owned(scrubbed) = self.scrub_text(text, redactions) {
+            *text = Cow::Owned(scrubbed);
+        }
+    }
+
+    /// Scrubs the event's message, scope, exception and context (keys and values) in place.
     pub fn scrub_event(&self, event: &mut Event<'_>) -> Redactions {
         let mut redactions = Redactions::default();
         if !self.may_need_scrubbing(event) {
             return redactions;
         }
-        if let Cow::Owned(message) = self.scrub_text(&event.message, &mut redactions) {
-            event.message = Cow::Owned(message);
-        }
-        if let Cow::Owned(scope) = self.scrub_text(&event.scope, &mut redactions) {
-            event.scope = Cow::Owned(scope);
+        self.scrub_cow(&mut event.message, &mut redactions);
+        self.scrub_cow(&mut event.scope, &mut redactions);
+        if let Some(Exception { kind, message, stacktrace }) = &mut event.exception {
+            for field in [kind, message, stacktrace].into_iter().flatten() {
+                self.scrub_cow(field, &mut redactions);
+            }
         }
         if let Some(context) = &mut event.context {
             let mut map: Map<String, Value> =
@@ -191,7 +228,7 @@ impl Scrubber {
         !self.may_need_scrubbing(event)
     }
 
-    /// The fast path for the common clean event: one scan over its message, scope and the
+    /// The fast path for the common clean event: one scan over its message, scope, exception and the
     /// context's JSON text, joined by NUL, with the text's quotes turned into NULs too. Validation
     /// refuses NUL inside strings, and without a backslash in the context each of its strings
     /// (keys and values) is in the text exactly as it reads, between two quotes; so whatever
@@ -221,6 +258,12 @@ impl Scrubber {
             joined.push(0);
             joined.extend_from_slice(event.scope.as_bytes());
             joined.push(0);
+            if let Some(exception) = &event.exception {
+                for field in [&exception.kind, &exception.message, &exception.stacktrace].into_iter().flatten() {
+                    joined.extend_from_slice(field.as_bytes());
+                    joined.push(0);
+                }
+            }
             joined.extend(context.bytes().map(|b| if b == b'"' { 0 } else { b }));
             self.regex.is_match(Input::new(joined.as_slice()))
         })

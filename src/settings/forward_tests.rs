@@ -36,7 +36,7 @@ fn endpoint_precedence_seed_then_logs_then_base() {
 #[test]
 fn defaults_follow_the_seed_and_the_otel_batch_processor() {
     let s = load(&[("OTEL_COLLECTOR_ENDPOINT", "http://c:4318/v1/logs")]).unwrap().unwrap();
-    assert_eq!(s.protocol, Protocol::Json);
+    assert_eq!(s.protocol, Protocol::Protobuf, "the OTLP exporter specification's default");
     assert!(!s.gzip);
     assert_eq!(s.timeout, Duration::from_millis(5000));
     assert_eq!((s.queue_capacity, s.batch_size, s.batch_delay), (2048, 512, Duration::from_secs(1)));

@@ -189,7 +189,7 @@ impl Gateway {
         OtlpCounts {
             accepted: ["info", "warn", "error"]
                 .iter()
-                .map(|level| value(&format!("client_telemetry_events_total{{level=\"{level}\"}}")))
+                .map(|level| value(&format!("client_telemetry_events_total{{app=\"\",level=\"{level}\"}}")))
                 .sum(),
             exported: events("exported"),
             failed: events("failed"),

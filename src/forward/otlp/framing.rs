@@ -4,30 +4,40 @@ use std::{collections::HashMap, io::Write, sync::Arc};
 
 use bytes::Bytes;
 use flate2::{Compression, write::GzEncoder};
-use opentelemetry_proto::tonic::{
-    common::v1::{InstrumentationScope, KeyValue},
-    resource::v1::Resource,
-};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use prost::{Message, encoding};
 
 use super::{
     Record,
-    mapping::{key_value, log_record, string},
+    mapping::{log_record, resource},
 };
-use crate::{event::Event, forward::settings::Protocol};
+use crate::{
+    event::{Event, Origin},
+    forward::settings::Protocol,
+};
 
-/// Encodes records on the request path and frames batches of them into request bodies: the same
-/// resource on each, one `scopeLogs` per event scope.
+/// Encodes records on the request path and frames batches of them into request bodies: one
+/// `resourceLogs` per distinct resource (the app, browser and SDK of a request), and in each one
+/// `scopeLogs` per event scope.
 ///
-/// The generated types encode each record; only the three envelopes around the records
+/// The generated types encode each record and resource; only the three envelopes around them
 /// (`ExportLogsServiceRequest` → `ResourceLogs` → `ScopeLogs`) are framed here, from encoded parts, so
 /// an export copies bytes instead of building and re-measuring a tree of owned messages.
 pub struct Encoder {
-    /// The `Resource` message, encoded once.
-    resource: Vec<u8>,
+    /// `service.name` first, then `OTEL_RESOURCE_ATTRIBUTES`: the base of every resource.
+    base: Vec<(String, String)>,
     protocol: Protocol,
     gzip: bool,
 }
+
+/// One scope's encoded `InstrumentationScope` and its records.
+type ScopeGroup<'b> = (Vec<u8>, Vec<&'b [u8]>);
+/// One resource's encoded `Resource` and its scopes.
+type ResourceGroup<'b> = (&'b [u8], Vec<ScopeGroup<'b>>);
+/// Records grouped for one body: by resource, then by scope, in order of first appearance.
+type Grouped<'b> = Vec<ResourceGroup<'b>>;
+/// The same, while grouping: scopes by name.
+type Grouping<'b> = Vec<(&'b [u8], Vec<(&'b str, Vec<&'b [u8]>)>)>;
 
 /// Field numbers of the envelopes (opentelemetry/proto/collector/logs/v1 and logs/v1).
 const REQUEST_RESOURCE_LOGS: u32 = 1;
@@ -38,12 +48,7 @@ const SCOPE_LOGS_LOG_RECORDS: u32 = 2;
 
 impl Encoder {
     pub fn new(resource_attributes: &[(String, String)], protocol: Protocol, gzip: bool) -> Self {
-        let mut attributes: Vec<KeyValue> =
-            resource_attributes.iter().map(|(k, v)| key_value(k.clone(), string(v))).collect();
-        attributes.push(key_value("telemetry.sdk.name".into(), string(env!("CARGO_PKG_NAME"))));
-        attributes.push(key_value("telemetry.sdk.version".into(), string(env!("CARGO_PKG_VERSION"))));
-        let resource = Resource { attributes, ..Default::default() };
-        Self { resource: encode_message(&resource, protocol), protocol, gzip }
+        Self { base: resource_attributes.to_vec(), protocol, gzip }
     }
 
     pub fn content_type(&self) -> &'static str {
@@ -57,12 +62,14 @@ impl Encoder {
         self.gzip
     }
 
-    /// A request's events as records, encoded into one buffer that their `log` slices share.
-    pub fn records(&self, events: &[Event<'_>], observed_time_unix_nano: u64) -> Vec<Record> {
+    /// A request's events as records, encoded into one buffer that their `log` slices share, with
+    /// the request's resource encoded once.
+    pub fn records(&self, origin: &Origin<'_>, events: &[Event<'_>], observed_time_unix_nano: u64) -> Vec<Record> {
+        let resource: Arc<[u8]> = encode_message(&resource(&self.base, origin), self.protocol).into();
         let mut buffer = Vec::with_capacity(events.len() * 512);
         let mut ends = Vec::with_capacity(events.len());
         for event in events {
-            let log = log_record(event, observed_time_unix_nano);
+            let log = log_record(origin, event, observed_time_unix_nano);
             match self.protocol {
                 Protocol::Json => serde_json::to_writer(&mut buffer, &log).expect("OTLP messages serialise to JSON"),
                 Protocol::Protobuf => log.encode(&mut buffer).expect("a Vec grows as needed"),
@@ -82,32 +89,45 @@ impl Encoder {
                 };
                 let log = buffer.slice(start..end);
                 start = end;
-                Record { scope, log }
+                Record { resource: resource.clone(), scope, log }
             })
             .collect()
     }
 
     /// The body of one export. Encoded once: retries send the same bytes.
     pub fn encode(&self, batch: &[Record]) -> Bytes {
-        let mut scopes: Vec<(&str, Vec<&[u8]>)> = Vec::new();
-        let mut by_scope: HashMap<&str, usize> = HashMap::new();
+        let mut groups: Grouping = Vec::new();
+        let mut by_key: HashMap<(&[u8], &str), (usize, usize)> = HashMap::new();
         for record in batch {
-            let index = *by_scope.entry(&record.scope).or_insert_with(|| {
-                scopes.push((&record.scope, Vec::new()));
-                scopes.len() - 1
+            let (r, s) = *by_key.entry((&record.resource, &record.scope)).or_insert_with(|| {
+                let r = match groups.iter().position(|(resource, _)| **resource == *record.resource) {
+                    Some(r) => r,
+                    None => {
+                        groups.push((&record.resource, Vec::new()));
+                        groups.len() - 1
+                    }
+                };
+                groups[r].1.push((&record.scope, Vec::new()));
+                (r, groups[r].1.len() - 1)
             });
-            scopes[index].1.push(&record.log);
+            groups[r].1[s].1.push(&record.log);
         }
-        let scopes: Vec<(Vec<u8>, Vec<&[u8]>)> = scopes
+        let grouped: Grouped = groups
             .into_iter()
-            .map(|(name, logs)| {
-                let scope = InstrumentationScope { name: name.to_string(), ..Default::default() };
-                (encode_message(&scope, self.protocol), logs)
+            .map(|(resource, scopes)| {
+                let scopes = scopes
+                    .into_iter()
+                    .map(|(name, logs)| {
+                        let scope = InstrumentationScope { name: name.to_string(), ..Default::default() };
+                        (encode_message(&scope, self.protocol), logs)
+                    })
+                    .collect();
+                (resource, scopes)
             })
             .collect();
         let body = match self.protocol {
-            Protocol::Json => self.json_body(&scopes),
-            Protocol::Protobuf => self.protobuf_body(&scopes),
+            Protocol::Json => json_body(&grouped),
+            Protocol::Protobuf => protobuf_body(&grouped),
         };
         if !self.gzip {
             return body.into();
@@ -117,18 +137,24 @@ impl Encoder {
         gzip.write_all(&body).expect("writing to memory cannot fail");
         gzip.finish().expect("writing to memory cannot fail").into()
     }
+}
 
-    fn protobuf_body(&self, scopes: &[(Vec<u8>, Vec<&[u8]>)]) -> Vec<u8> {
-        let scope_logs_len = |(scope, logs): &(Vec<u8>, Vec<&[u8]>)| {
-            field_len(SCOPE_LOGS_SCOPE, scope.len())
-                + logs.iter().map(|log| field_len(SCOPE_LOGS_LOG_RECORDS, log.len())).sum::<usize>()
-        };
-        let resource_logs_len = field_len(RESOURCE_LOGS_RESOURCE, self.resource.len())
-            + scopes.iter().map(|s| field_len(RESOURCE_LOGS_SCOPE_LOGS, scope_logs_len(s))).sum::<usize>();
-        let mut body = Vec::with_capacity(field_len(REQUEST_RESOURCE_LOGS, resource_logs_len));
-        field_header(REQUEST_RESOURCE_LOGS, resource_logs_len, &mut body);
-        field_header(RESOURCE_LOGS_RESOURCE, self.resource.len(), &mut body);
-        body.extend_from_slice(&self.resource);
+fn protobuf_body(groups: &Grouped) -> Vec<u8> {
+    let scope_logs_len = |(scope, logs): &ScopeGroup| {
+        field_len(SCOPE_LOGS_SCOPE, scope.len())
+            + logs.iter().map(|log| field_len(SCOPE_LOGS_LOG_RECORDS, log.len())).sum::<usize>()
+    };
+    let resource_logs_len = |(resource, scopes): &ResourceGroup| {
+        field_len(RESOURCE_LOGS_RESOURCE, resource.len())
+            + scopes.iter().map(|s| field_len(RESOURCE_LOGS_SCOPE_LOGS, scope_logs_len(s))).sum::<usize>()
+    };
+    let mut body =
+        Vec::with_capacity(groups.iter().map(|g| field_len(REQUEST_RESOURCE_LOGS, resource_logs_len(g))).sum());
+    for group in groups {
+        field_header(REQUEST_RESOURCE_LOGS, resource_logs_len(group), &mut body);
+        let (resource, scopes) = group;
+        field_header(RESOURCE_LOGS_RESOURCE, resource.len(), &mut body);
+        body.extend_from_slice(resource);
         for scope_logs in scopes {
             field_header(RESOURCE_LOGS_SCOPE_LOGS, scope_logs_len(scope_logs), &mut body);
             let (scope, logs) = scope_logs;
@@ -139,14 +165,23 @@ impl Encoder {
                 body.extend_from_slice(log);
             }
         }
-        body
     }
+    body
+}
 
-    fn json_body(&self, scopes: &[(Vec<u8>, Vec<&[u8]>)]) -> Vec<u8> {
-        let logs_len: usize = scopes.iter().flat_map(|(_, logs)| logs).map(|log| log.len() + 1).sum();
-        let mut body = Vec::with_capacity(self.resource.len() + logs_len + 64 * (scopes.len() + 1));
-        body.extend_from_slice(br#"{"resourceLogs":[{"resource":"#);
-        body.extend_from_slice(&self.resource);
+fn json_body(groups: &Grouped) -> Vec<u8> {
+    let len: usize = groups
+        .iter()
+        .map(|(resource, scopes)| {
+            resource.len() + scopes.iter().flat_map(|(_, logs)| logs).map(|log| log.len() + 1).sum::<usize>()
+        })
+        .sum();
+    let scope_count: usize = groups.iter().map(|(_, scopes)| scopes.len() + 1).sum();
+    let mut body = Vec::with_capacity(len + 64 * scope_count + 32);
+    body.extend_from_slice(br#"{"resourceLogs":["#);
+    for (r, (resource, scopes)) in groups.iter().enumerate() {
+        body.extend_from_slice(if r == 0 { br#"{"resource":"# } else { br#",{"resource":"# });
+        body.extend_from_slice(resource);
         body.extend_from_slice(br#","scopeLogs":["#);
         for (i, (scope, logs)) in scopes.iter().enumerate() {
             body.extend_from_slice(if i == 0 { br#"{"scope":"# } else { br#",{"scope":"# });
@@ -160,9 +195,10 @@ impl Encoder {
             }
             body.extend_from_slice(b"]}");
         }
-        body.extend_from_slice(b"]}]}");
-        body
+        body.extend_from_slice(b"]}");
     }
+    body.extend_from_slice(b"]}");
+    body
 }
 
 fn encode_message<M: Message + serde::Serialize>(message: &M, protocol: Protocol) -> Vec<u8> {

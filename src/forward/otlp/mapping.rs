@@ -1,22 +1,73 @@
-//! An accepted event as an OTLP `LogRecord`: severity, body, times and attributes; the context's
-//! keys become attributes, parsed straight from its JSON.
+//! An accepted event as an OTLP `LogRecord` (severity, body, times, the semantic-convention
+//! attributes, then the context's keys, parsed straight from its JSON), and a batch's `Origin` as
+//! the `Resource` its records share.
 
 use std::fmt;
 
 use opentelemetry_proto::tonic::{
     common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList, any_value},
     logs::v1::{LogRecord, SeverityNumber},
+    resource::v1::Resource,
 };
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
-use crate::event::{Event, Level};
+use super::semconv::*;
+use crate::event::{Event, Level, Origin};
 
-/// Attribute keys the gateway sets itself; a context key with the same name is dropped (and
-/// counted in `droppedAttributesCount`), since OTLP attribute keys must be unique.
-const SESSION_ID: &str = "session.id";
-const REQUEST_ID: &str = "request.id";
+/// The resource of a batch: the app as the service (else the gateway's configured service and
+/// resource attributes), its browser, and the SDK that sent it. `base` is `service.name` first,
+/// then `OTEL_RESOURCE_ATTRIBUTES`.
+pub fn resource(base: &[(String, String)], origin: &Origin<'_>) -> Resource {
+    let mut attributes: Vec<KeyValue> = Vec::with_capacity(base.len() + 12);
+    let app = &origin.app;
+    for (key, value) in base {
+        let value = match (key.as_str(), &app.name) {
+            (SERVICE_NAME, Some(name)) => name.as_ref(),
+            _ => value.as_str(),
+        };
+        attributes.push(key_value(key.clone(), string(value)));
+    }
+    let mut set = |key: &str, value: &Option<std::borrow::Cow<'_, str>>| {
+        if let Some(value) = value {
+            attributes.retain(|kv| kv.key != key);
+            attributes.push(key_value(key.into(), string(value)));
+        }
+    };
+    set(SERVICE_VERSION, &app.version);
+    set(DEPLOYMENT_ENVIRONMENT_NAME, &app.environment);
+    let browser = &origin.browser;
+    set(BROWSER_LANGUAGE, &browser.language);
+    set(BROWSER_PLATFORM, &browser.platform);
+    if !browser.brands.is_empty() {
+        let values = browser.brands.iter().map(|b| string(b)).collect();
+        attributes.push(key_value(
+            BROWSER_BRANDS.into(),
+            AnyValue { value: Some(any_value::Value::ArrayValue(ArrayValue { values })) },
+        ));
+    }
+    if let Some(mobile) = browser.mobile {
+        attributes
+            .push(key_value(BROWSER_MOBILE.into(), AnyValue { value: Some(any_value::Value::BoolValue(mobile)) }));
+    }
+    // The SDK that captured the events; an old client does not say, and the seed's names stay.
+    let sdk = &origin.sdk;
+    let (sdk_name, sdk_version) = match &sdk.name {
+        Some(name) => (name.as_ref(), sdk.version.as_deref().unwrap_or_default()),
+        None => (env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION")),
+    };
+    attributes.push(key_value(TELEMETRY_SDK_NAME.into(), string(sdk_name)));
+    if !sdk_version.is_empty() {
+        attributes.push(key_value(TELEMETRY_SDK_VERSION.into(), string(sdk_version)));
+    }
+    if sdk.name.is_some() {
+        attributes.push(key_value(TELEMETRY_SDK_LANGUAGE.into(), string(WEBJS)));
+    }
+    attributes.push(key_value(TELEMETRY_DISTRO_NAME.into(), string(env!("CARGO_PKG_NAME"))));
+    attributes.push(key_value(TELEMETRY_DISTRO_VERSION.into(), string(env!("CARGO_PKG_VERSION"))));
+    Resource { attributes, ..Default::default() }
+}
 
-pub fn log_record(event: &Event<'_>, observed_time_unix_nano: u64) -> LogRecord {
+pub fn log_record(origin: &Origin<'_>, event: &Event<'_>, observed_time_unix_nano: u64) -> LogRecord {
     let (severity, severity_text) = match event.level {
         Level::Info => (SeverityNumber::Info, "INFO"),
         Level::Warn => (SeverityNumber::Warn, "WARN"),
@@ -24,9 +75,20 @@ pub fn log_record(event: &Event<'_>, observed_time_unix_nano: u64) -> LogRecord 
     };
     let mut attributes = Vec::with_capacity(8);
     attributes.push(key_value(SESSION_ID.into(), string(&event.session_id)));
-    if let Some(request_id) = &event.request_id {
-        attributes.push(key_value(REQUEST_ID.into(), string(request_id)));
+    let mut set = |key: &str, value: Option<&str>| {
+        if let Some(value) = value {
+            attributes.push(key_value(key.into(), string(value)));
+        }
+    };
+    set(REQUEST_ID, event.request_id.as_deref());
+    if let Some(exception) = &event.exception {
+        set(EXCEPTION_TYPE, exception.kind.as_deref());
+        set(EXCEPTION_MESSAGE, exception.message.as_deref());
+        set(EXCEPTION_STACKTRACE, exception.stacktrace.as_deref());
     }
+    set(URL_FULL, origin.page_url.as_deref());
+    set(USER_AGENT_ORIGINAL, origin.user_agent.as_deref());
+    set(CLIENT_ADDRESS, origin.client_address.as_deref());
     let mut dropped_attributes_count = 0;
     if let Some(context) = event.context.as_deref() {
         let attributes = ContextAttributes { attributes: &mut attributes, dropped: &mut dropped_attributes_count };
@@ -68,7 +130,7 @@ impl<'de> Visitor<'de> for ContextAttributes<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<String>()? {
-            if key == SESSION_ID || key == REQUEST_ID {
+            if RECORD_RESERVED.contains(&key.as_str()) {
                 *self.dropped += 1;
                 map.next_value::<de::IgnoredAny>()?;
                 continue;
