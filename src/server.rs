@@ -1,11 +1,14 @@
 //! Assembly: shared state, listeners and routes; then serving until the drain is done.
 
-use std::{io, sync::Arc, time::Instant};
+use std::{any::Any, io, sync::Arc, time::Instant};
 
 use actix_cors::Cors;
+use actix_http::{HttpService, Request};
+use actix_service::{IntoServiceFactory, ServiceFactoryExt, fn_service, map_config};
 use actix_web::{
     App, HttpServer,
-    dev::Server,
+    dev::{AppConfig, Server},
+    http::StatusCode,
     http::header,
     middleware::{Condition, from_fn},
     web::{self, Data},
@@ -17,7 +20,10 @@ use crate::{
     client_ip::ClientIdentity,
     forward,
     health::{self, HealthState},
-    ingest::{self, API_KEY_HEADER, Access, IngestMetrics, IngestState, response::RateLimitHeaders},
+    ingest::{
+        self, API_KEY_HEADER, Access, IngestMetrics, IngestState,
+        response::{IngestError, RateLimitHeaders},
+    },
     lifecycle::{self, Lifecycle},
     observability::{Logs, Metrics},
     ratelimit::Limiter,
@@ -94,6 +100,10 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
 
 /// The public listener: ingest, the served client and, without an admin listener, health.
 /// Returns the running server and the address it listens on.
+///
+/// Built from actix's parts rather than `HttpServer`, for one hook `HttpServer` does not expose:
+/// the `Expect: 100-continue` answer, so a body announced over the limit gets 413 at once instead
+/// of `100 Continue` first.
 fn ingest_server(
     settings: &Settings,
     ingest_state: Data<IngestState>,
@@ -102,8 +112,13 @@ fn ingest_server(
     let health_on_ingest = settings.transport.admin_bind.is_none();
     // The origins allowed to send are the ones given CORS headers.
     let origins = settings.access.allowed_origins.clone();
-    let transport = &settings.transport;
-    let mut server = HttpServer::new(move || {
+    let transport = settings.transport.clone();
+    let listener = transport::listener(&transport.bind)?;
+    let addr = listener.local_addr()?;
+    let max_body_bytes = settings.body.max_body_bytes;
+    let metrics = ingest_state.metrics.clone();
+    let on_connect = Arc::new(transport::on_connect(transport.max_connection_age));
+    let app = move || {
         App::new()
             .app_data(ingest_state.clone())
             .app_data(health_state.clone())
@@ -117,20 +132,42 @@ fn ingest_server(
                     health::routes(cfg)
                 }
             })
-    })
-    .disable_signals()
-    .shutdown_timeout(IDLE_CONNECTIONS_SECS)
-    .client_request_timeout(transport.header_read_timeout)
-    .client_disconnect_timeout(transport::DISCONNECT_TIMEOUT)
-    .keep_alive(transport.keep_alive)
-    .max_connections(transport.max_connections_per_worker)
-    .on_connect(transport::on_connect(transport.max_connection_age));
+    };
+    let mut server = Server::build()
+        .disable_signals()
+        .shutdown_timeout(IDLE_CONNECTIONS_SECS)
+        .max_concurrent_connections(transport.max_connections_per_worker);
     if transport.workers > 0 {
         server = server.workers(transport.workers);
     }
-    let server = server.bind(&transport.bind)?;
-    let addr = server.addrs().first().map(ToString::to_string).unwrap_or_default();
-    Ok((server.run(), addr))
+    let server = server.listen("ingest", listener, move || {
+        let on_connect = on_connect.clone();
+        let metrics = metrics.clone();
+        HttpService::build()
+            .keep_alive(transport.keep_alive)
+            .client_request_timeout(transport.header_read_timeout)
+            .client_disconnect_timeout(transport::DISCONNECT_TIMEOUT)
+            .local_addr(addr)
+            .on_connect_ext(move |io: &_, extensions: &mut _| on_connect(io as &dyn Any, extensions))
+            .expect(fn_service(move |request: Request| {
+                let refused = transport::announced_over(&request, max_body_bytes);
+                let metrics = metrics.clone();
+                async move {
+                    match refused {
+                        false => Ok(request),
+                        true => {
+                            metrics.count_request(StatusCode::PAYLOAD_TOO_LARGE);
+                            Err(actix_web::Error::from(IngestError::PayloadTooLarge { limit: max_body_bytes }))
+                        }
+                    }
+                }
+            }))
+            .finish(map_config(app().into_factory().map_err(|error: actix_web::Error| error.error_response()), |_| {
+                AppConfig::default()
+            }))
+            .tcp()
+    })?;
+    Ok((server.run(), addr.to_string()))
 }
 
 /// The optional admin listener: health and metrics only, so /metrics need not be public.

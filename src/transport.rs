@@ -13,6 +13,8 @@
 use std::{
     any::Any,
     cell::RefCell,
+    io,
+    net::ToSocketAddrs,
     pin::Pin,
     rc::Rc,
     task::{Context, Poll},
@@ -164,4 +166,32 @@ impl MessageBody for HoldingBody {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
         Pin::new(&mut self.answer).poll_next(cx)
     }
+}
+
+/// The ingest listener's socket: address reuse and a deep accept backlog, as actix sets them.
+pub fn listener(bind: &str) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let addr = bind
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{bind} names no address")))?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Pending connections the kernel holds while every worker is at its connection cap.
+const BACKLOG: i32 = 2048;
+
+/// A request whose announced body is over the limit: refused before `100 Continue` or any byte
+/// of the body.
+pub fn announced_over(request: &actix_http::Request, limit: usize) -> bool {
+    request
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > limit as u64)
 }
