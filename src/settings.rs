@@ -10,6 +10,7 @@ use config::{Config, ConfigError, Environment, File};
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
+pub use crate::challenge::ChallengeSettings;
 pub use crate::event::Limits;
 use crate::forward::{ForwardSettings, RawForward};
 pub use crate::ingest::AccessSettings;
@@ -44,6 +45,8 @@ pub struct Settings {
     pub transport: TransportSettings,
     /// OTLP forwarding; `None` (no endpoint set) means off.
     pub forward: Option<ForwardSettings>,
+    /// The proof-of-work challenge for suspected abuse; `None` when off.
+    pub challenge: Option<ChallengeSettings>,
     /// Settings that were given but no longer do anything, with what to do instead (logged at start).
     pub deprecated: Vec<(String, &'static str)>,
 }
@@ -200,6 +203,13 @@ struct Raw {
     keep_alive_ms: u64,
     max_connections_per_worker: usize,
     max_connection_age_ms: u64,
+    challenge_enabled: bool,
+    #[serde(deserialize_with = "comma_list")]
+    challenge_secrets: Vec<String>,
+    challenge_threshold: u32,
+    challenge_difficulty: u8,
+    challenge_token_ttl_ms: u64,
+    challenge_max_sessions_per_address: u32,
     #[serde(flatten)]
     forward: RawForward,
 }
@@ -257,6 +267,12 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("keep_alive_ms", "5000"),
     ("max_connections_per_worker", "10000"),
     ("max_connection_age_ms", "600000"),
+    ("challenge_enabled", "false"),
+    ("challenge_secrets", ""),
+    ("challenge_threshold", "10"),
+    ("challenge_difficulty", "14"),
+    ("challenge_token_ttl_ms", "3600000"),
+    ("challenge_max_sessions_per_address", "10"),
 ];
 
 impl Settings {
@@ -296,6 +312,7 @@ impl Settings {
 
 impl Raw {
     fn validate(self) -> Result<Settings, SettingsError> {
+        let challenge = self.challenge()?;
         let rate_limit = RateLimitSettings {
             window: Duration::from_millis(at_least("rate_limit_window_ms", self.rate_limit_window_ms, 1)?),
             max_requests: at_least("rate_limit_max_requests", self.rate_limit_max_requests, 1)?,
@@ -423,6 +440,7 @@ impl Raw {
             access,
             transport,
             forward: self.forward.resolve()?,
+            challenge,
             deprecated: self
                 .redis_pool_size
                 .map(|_| {
@@ -433,6 +451,35 @@ impl Raw {
                 .into_iter()
                 .collect(),
         })
+    }
+}
+
+impl Raw {
+    fn challenge(&self) -> Result<Option<ChallengeSettings>, SettingsError> {
+        if !self.challenge_enabled {
+            return Ok(None);
+        }
+        if self.challenge_secrets.is_empty() {
+            return Err(invalid_key("challenge_secrets", "", "the challenge needs at least one secret (32+ characters)"));
+        }
+        if self.challenge_secrets.iter().any(|s| s.len() < 32) {
+            return Err(invalid_key("challenge_secrets", "(hidden)", "each secret must be at least 32 characters"));
+        }
+        if !(1..=32).contains(&self.challenge_difficulty) {
+            let value = self.challenge_difficulty.to_string();
+            return Err(invalid_key("challenge_difficulty", &value, "expected 1 to 32 (leading zero bits)"));
+        }
+        Ok(Some(ChallengeSettings {
+            secrets: self.challenge_secrets.clone(),
+            threshold: at_least("challenge_threshold", self.challenge_threshold, 1)?,
+            difficulty: self.challenge_difficulty,
+            token_ttl: Duration::from_millis(at_least("challenge_token_ttl_ms", self.challenge_token_ttl_ms, 1000)?),
+            max_sessions_per_address: at_least(
+                "challenge_max_sessions_per_address",
+                self.challenge_max_sessions_per_address,
+                1,
+            )?,
+        }))
     }
 }
 

@@ -1,6 +1,6 @@
 //! What the limiter is asked about one request: the client's address, plus the session and batch
 //! ids the client names, each from a header or, for `sendBeacon` (which cannot set headers), a query
-//! parameter. Ids are read only when the setting that uses them is on.
+//! parameter. Ids are read only when the setting that uses them is on; so is a challenge's proof.
 
 use std::net::Ipv4Addr;
 
@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::response::IngestError;
 use crate::{
+    challenge::PROOF_HEADER,
     client_ip::ClientIdentity,
     ratelimit::{Attempt, Limiter},
 };
@@ -20,18 +21,21 @@ pub const BATCH_HEADER: &str = "x-batch-id";
 struct IdParams {
     session: Option<String>,
     batch: Option<String>,
+    proof: Option<String>,
 }
 
 pub fn attempt(
     request: &HttpRequest,
     identity: &ClientIdentity,
     limiter: &Limiter,
+    challenge: bool,
     max_id_bytes: usize,
-) -> Result<Attempt, IngestError> {
+) -> Result<(Attempt, Option<String>), IngestError> {
     let client = identity.client_ip(request).unwrap_or(Ipv4Addr::UNSPECIFIED.into());
-    let (sessions, dedup) = (limiter.limits_sessions(), limiter.deduplicates());
+    // A token is bound to a session: with the challenge on, the session id is read too.
+    let (sessions, dedup) = (limiter.limits_sessions() || challenge, limiter.deduplicates());
     if !sessions && !dedup {
-        return Ok(Attempt { client, session: None, batch: None });
+        return Ok((Attempt { client, session: None, batch: None, verified: false }, None));
     }
     let query = if request.query_string().is_empty() {
         IdParams::default()
@@ -51,7 +55,8 @@ pub fn attempt(
         true => named(BATCH_HEADER, query.batch).map(|id| valid_id("batch", id, max)).transpose()?,
         false => None,
     };
-    Ok(Attempt { client, session, batch })
+    let proof = if challenge { named(PROOF_HEADER, query.proof) } else { None };
+    Ok((Attempt { client, session, batch, verified: false }, proof))
 }
 
 /// An id becomes part of a Redis key: a short token of URL-safe characters, nothing else.
