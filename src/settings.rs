@@ -270,7 +270,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("challenge_enabled", "false"),
     ("challenge_secrets", ""),
     ("challenge_threshold", "10"),
-    ("challenge_difficulty", "14"),
+    ("challenge_difficulty", "12"),
     ("challenge_token_ttl_ms", "3600000"),
     ("challenge_max_sessions_per_address", "10"),
 ];
@@ -460,7 +460,11 @@ impl Raw {
             return Ok(None);
         }
         if self.challenge_secrets.is_empty() {
-            return Err(invalid_key("challenge_secrets", "", "the challenge needs at least one secret (32+ characters)"));
+            return Err(invalid_key(
+                "challenge_secrets",
+                "",
+                "the challenge needs at least one secret (32+ characters)",
+            ));
         }
         if self.challenge_secrets.iter().any(|s| s.len() < 32) {
             return Err(invalid_key("challenge_secrets", "(hidden)", "each secret must be at least 32 characters"));

@@ -39,7 +39,8 @@ fn send(gateway: &Gateway, ip: &str, session: &str, proof: Option<&str>) -> Repl
         Err(error) => panic!("{error}"),
     };
     let names = response.headers_names();
-    let headers = names.iter().map(|n| (n.to_ascii_lowercase(), response.header(n).unwrap_or("").to_string())).collect();
+    let headers =
+        names.iter().map(|n| (n.to_ascii_lowercase(), response.header(n).unwrap_or("").to_string())).collect();
     Reply { status: response.status(), headers, body: response.into_string().unwrap() }
 }
 

@@ -64,7 +64,6 @@ pub struct ChallengeSettings {
     pub max_sessions_per_address: u32,
 }
 
-
 /// What became of a presented proof.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Proof {
@@ -237,7 +236,10 @@ impl Challenger {
             expires.parse::<u64>(),
             difficulty.parse::<u8>(),
             <[u8; 2 * NONCE_BYTES]>::try_from(nonce.as_bytes()),
-            version == "c1" && !counter.is_empty() && counter.len() <= 20 && counter.bytes().all(|b| b.is_ascii_digit()),
+            version == "c1"
+                && !counter.is_empty()
+                && counter.len() <= 20
+                && counter.bytes().all(|b| b.is_ascii_digit()),
         ) else {
             return Proof::Refused(Refusal::Malformed);
         };

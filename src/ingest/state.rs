@@ -4,9 +4,8 @@ use std::{sync::Arc, time::Duration};
 
 use super::{Access, BodyLimits, IngestMetrics, response::RateLimitHeaders};
 use crate::{
-    challenge::Challenger,
-    client_ip::ClientIdentity, event::Limits, forward::Forwarder, lifecycle::Lifecycle, observability::Logs,
-    ratelimit::Limiter, scrub::Scrubber,
+    challenge::Challenger, client_ip::ClientIdentity, event::Limits, forward::Forwarder, lifecycle::Lifecycle,
+    observability::Logs, ratelimit::Limiter, scrub::Scrubber,
 };
 
 pub struct IngestState {
