@@ -2,7 +2,7 @@
 // devDependencies:
 //   index.js (ESM) and index.cjs (CommonJS: Jest, require) with index.d.ts / index.d.cts;
 //   client-telemetry.min.js, the browser build the gateway embeds and serves at GET /client-telemetry.js;
-//   client-telemetry-solver.min.js, the challenge solver it serves at GET /client-telemetry-solver.js
+//   client-telemetry-solver.min.js, the challenge solver it serves at GET of the ingest route
 //   (loaded by the client only when challenged, into a Web Worker: not part of any bundle).
 // `--check` rebuilds in memory and fails if a committed file differs from src/.
 // `--prepack` (npm pack) rebuilds when the devDependencies are installed, else packs dist/ as committed.
@@ -24,7 +24,7 @@ const browser = {
   entryPoints: [`${root}src/global.ts`],
   format: "iife",
   minify: true,
-  // The queue's private members, renamed: only the queue itself uses them (src/queue.ts).
+  // The queue's private members get one-letter names (the 3 KB budget): only the queue uses them.
   mangleProps: /^(entries|timer|sending|sendAll|holdUntil|rateLimited|failures|proof|drain|unload|take|settle|hold|requeue|schedule)$/,
   define: Object.fromEntries(ENV.map((k) => [`process.env.NEXT_PUBLIC_CLIENT_TELEMETRY_${k}`, "undefined"])),
 };

@@ -1,6 +1,6 @@
-// The challenge solver (dist/client-telemetry-solver.min.js, served by the gateway at
-// /client-telemetry-solver.js). Never part of the main bundle: the client fetches it only when the
-// gateway challenges, and runs it in a Web Worker so the page's main thread never waits on it.
+// The challenge solver (dist/client-telemetry-solver.min.js, served by the gateway at GET of the
+// ingest route). Never part of the main bundle: the client loads it only when the gateway
+// challenges, into a Web Worker, so the page's main thread never waits on it.
 // It finds the first counter n for which SHA-256("<challenge>.<n>") starts with `difficulty` zero
 // bits, posts back "<challenge>.<n>" and ends.
 

@@ -51,7 +51,7 @@ const MAX_USED_NONCES: u64 = 200_000;
 const NONCE_BYTES: usize = 16;
 
 /// The challenge's settings; `None` in `Settings` when it is off.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ChallengeSettings {
     /// HMAC secrets: the first signs, any verifies (rotation without downtime).
     pub secrets: Vec<String>,
@@ -62,6 +62,19 @@ pub struct ChallengeSettings {
     pub token_ttl: Duration,
     /// Tokens one address may earn per token lifetime, per replica.
     pub max_sessions_per_address: u32,
+}
+
+/// Without the secrets, so no debug print of the settings can show them.
+impl std::fmt::Debug for ChallengeSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChallengeSettings")
+            .field("secrets", &format_args!("({} hidden)", self.secrets.len()))
+            .field("threshold", &self.threshold)
+            .field("difficulty", &self.difficulty)
+            .field("token_ttl", &self.token_ttl)
+            .field("max_sessions_per_address", &self.max_sessions_per_address)
+            .finish()
+    }
 }
 
 /// What became of a presented proof.
@@ -431,6 +444,7 @@ mod tests {
         let on = on.unwrap().challenge.unwrap();
         assert_eq!((on.secrets.len(), on.threshold, on.difficulty), (2, 10, 12));
         assert_eq!((on.token_ttl, on.max_sessions_per_address), (Duration::from_secs(3600), 10));
+        assert!(!format!("{on:?}").contains(&secret), "{on:?}");
         let refused = [
             vec![("CHALLENGE_ENABLED", "true")],
             vec![("CHALLENGE_ENABLED", "true"), ("CHALLENGE_SECRETS", "short-secret-that-is-31-chars-x")],
