@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use ring::digest;
-use support::{Gateway, INGEST, Reply, batch};
+use support::{Gateway, INGEST, RedisServer, Reply, batch};
 
 const SECRET: &str = "challenge-secret-0123456789-abcdef";
 const FLOODER: &str = "198.51.100.7";
@@ -213,4 +213,24 @@ fn off_by_default_a_proof_changes_nothing_and_refusals_carry_no_challenge() {
         assert_eq!((reply.header("x-challenge"), reply.header("x-challenge-token")), (None, None));
         assert_eq!(reply.json().get("challenge"), None);
     }
+}
+
+#[test]
+fn on_the_redis_backend_a_verified_session_has_one_quota_for_the_whole_fleet() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let shared = [
+        ("CLIENT_TELEMETRY_RATE_LIMIT_BACKEND", "redis"),
+        ("CLIENT_TELEMETRY_REDIS_URL", url.as_str()),
+        ("CLIENT_TELEMETRY_REDIS_TIMEOUT_MS", "2000"),
+    ];
+    let (a, b) = (gateway(&shared), gateway(&shared));
+    let earned = token(&a, FLOODER, "s1"); // the solution spent 1 of the session's 2
+    assert_eq!(send(&b, FLOODER, "s1", Some(&earned)).status, 204);
+    let spent = send(&a, FLOODER, "s1", Some(&earned));
+    assert_eq!(spent.status, 429, "the session's quota is shared by both replicas");
+    assert_eq!(spent.header("x-challenge-token"), Some(earned.as_str()));
+    // another session of the same address, with its own token, has its own quota
+    let other = token(&b, FLOODER, "s2");
+    assert_eq!(send(&a, FLOODER, "s2", Some(&other)).status, 204);
 }
