@@ -6,6 +6,8 @@
 //! it; it carries an `ETag` (304 on `If-None-Match`) and answers `HEAD`. It is also served under a
 //! content-hashed name, `/client-telemetry.<hash>.js`, cacheable for a year since its content never
 //! changes under that name.
+//! The challenge solver is served at `GET` of the ingest route itself (docs/security.md), so a client
+//! finds it wherever the route is, whatever prefix a proxy adds.
 
 use std::{io::Write, sync::LazyLock};
 
@@ -17,6 +19,7 @@ use actix_web::{
 use flate2::{Compression, write::GzEncoder};
 
 const SCRIPT: &str = include_str!("../client/dist/client-telemetry.min.js");
+const SOLVER: &str = include_str!("../client/dist/client-telemetry-solver.min.js");
 const DEMO: &str = include_str!("../client/demo/index.html");
 
 struct Script {
@@ -94,6 +97,13 @@ fn accepts_gzip(header: Option<&HeaderValue>) -> bool {
         let refused = parts.any(|p| p.strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()) == Some(0.0));
         (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
     })
+}
+
+pub async fn solver() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .body(SOLVER)
 }
 
 async fn demo() -> HttpResponse {

@@ -2,6 +2,7 @@
 //!
 //! The request path is `ingest::handler`; each concern it uses lives in its own module.
 
+pub mod challenge;
 pub mod client_assets;
 pub mod client_ip;
 pub mod event;

@@ -16,6 +16,7 @@ use actix_web::{
 use slog::{info, warn};
 
 use crate::{
+    challenge::{self, Challenger},
     client_assets,
     client_ip::ClientIdentity,
     forward,
@@ -47,6 +48,7 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
         identity: ClientIdentity::new(settings.trusted_proxies.clone()),
         limiter: limiter.clone(),
         rate_limit_headers: RateLimitHeaders::new(&settings.rate_limit),
+        challenger: settings.challenge.as_ref().map(|c| Challenger::new(c, settings.rate_limit.window, &metrics)),
         body_limits: settings.body.clone(),
         limits: settings.limits.clone(),
         record_client_address: settings.origin.record_client_address,
@@ -126,6 +128,7 @@ fn ingest_server(
             .wrap(from_fn(transport::close_old_connections))
             .wrap(from_fn(transport::close_on_unfinished_body))
             .route(ingest::PATH, web::post().to(ingest::ingest))
+            .route(ingest::PATH, web::get().to(client_assets::solver))
             .configure(client_assets::routes)
             .configure(|cfg| {
                 if health_on_ingest {
@@ -195,11 +198,14 @@ fn cors(origins: &[String]) -> Cors {
             header::HeaderName::from_static(API_KEY_HEADER),
             header::HeaderName::from_static(ingest::SESSION_HEADER),
             header::HeaderName::from_static(ingest::BATCH_HEADER),
+            header::HeaderName::from_static(challenge::PROOF_HEADER),
         ])
         .expose_headers([
             header::RETRY_AFTER,
             header::HeaderName::from_static("ratelimit"),
             header::HeaderName::from_static("ratelimit-policy"),
+            header::HeaderName::from_static(challenge::CHALLENGE_HEADER),
+            header::HeaderName::from_static(challenge::TOKEN_HEADER),
         ])
         // sendBeacon always sends credentials; without this the browser discards the answer.
         .supports_credentials()

@@ -98,7 +98,7 @@ var encoder = new TextEncoder();
 var utf8 = (s) => encoder.encode(s).length;
 var body = (batch) => batch[0].head + batch.map((e) => e.json).join(",") + TAIL;
 var Queue = class {
-  // consecutive failed attempts of the batch at the head of the queue
+  // a solved challenge or the token it earned (docs/security.md)
   constructor(o) {
     this.o = o;
     this.entries = [];
@@ -177,13 +177,24 @@ var Queue = class {
       const res = await fetch(this.url(batch), { method: "POST", body: body(batch), keepalive });
       status = res.status;
       retryAfter = res.headers.get("retry-after");
+      this.proof = res.headers.get("x-challenge-token");
+      const challenge = res.headers.get("x-challenge");
+      if (challenge) {
+        const worker = new Worker(URL.createObjectURL(new Blob([`importScripts("${new Request(this.o.endpoint).url}")`])));
+        worker.onmessage = (e) => {
+          this.proof = e.data;
+          this.holdUntil = 0;
+          void this.flush();
+        };
+        worker.postMessage(challenge);
+      }
     } catch {
     }
     this.settle(batch, status, retryAfter);
   }
-  /** Session and batch ids go in the query string: sendBeacon cannot set headers. */
+  /** Session and batch ids (and a proof) go in the query string: sendBeacon cannot set headers. */
   url(batch) {
-    return this.o.endpoint + (this.o.endpoint.includes("?") ? "&" : "?") + batch[0].batch;
+    return this.o.endpoint + (this.o.endpoint.includes("?") ? "&" : "?") + batch[0].batch + (this.proof ? "&proof=" + this.proof : "");
   }
   /**
    * A batch sent before and requeued, whole and under its id, so the gateway can tell a retry;

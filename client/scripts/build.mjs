@@ -1,7 +1,9 @@
 // Builds dist/, all of it committed, so that `npm pack` works from a fresh checkout without the
 // devDependencies:
 //   index.js (ESM) and index.cjs (CommonJS: Jest, require) with index.d.ts / index.d.cts;
-//   client-telemetry.min.js, the browser build the gateway embeds and serves at GET /client-telemetry.js.
+//   client-telemetry.min.js, the browser build the gateway embeds and serves at GET /client-telemetry.js;
+//   client-telemetry-solver.min.js, the challenge solver it serves at GET of the ingest route
+//   (loaded by the client only when challenged, into a Web Worker: not part of any bundle).
 // `--check` rebuilds in memory and fails if a committed file differs from src/.
 // `--prepack` (npm pack) rebuilds when the devDependencies are installed, else packs dist/ as committed.
 import { execFileSync } from "node:child_process";
@@ -12,7 +14,7 @@ import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const dist = (file) => `${root}dist/${file}`;
-const FILES = ["index.js", "index.cjs", "index.d.ts", "index.d.cts", "client-telemetry.min.js"];
+const FILES = ["index.js", "index.cjs", "index.d.ts", "index.d.cts", "client-telemetry.min.js", "client-telemetry-solver.min.js"];
 
 const common = { entryPoints: [`${root}src/index.ts`], bundle: true, target: "es2020", logLevel: "warning", write: false };
 // A <script> tag has no bundler to inline the Next.js variables, so they are left out.
@@ -22,6 +24,8 @@ const browser = {
   entryPoints: [`${root}src/global.ts`],
   format: "iife",
   minify: true,
+  // The queue's private members get one-letter names (the 3 KB budget): only the queue uses them.
+  mangleProps: /^(entries|timer|sending|sendAll|holdUntil|rateLimited|failures|proof|drain|unload|take|settle|hold|requeue|schedule)$/,
   define: Object.fromEntries(ENV.map((k) => [`process.env.NEXT_PUBLIC_CLIENT_TELEMETRY_${k}`, "undefined"])),
 };
 
@@ -43,6 +47,7 @@ async function buildAll() {
       "index.d.ts": dts,
       "index.d.cts": dts,
       "client-telemetry.min.js": await text(browser),
+      "client-telemetry-solver.min.js": await text({ ...browser, entryPoints: [`${root}src/solver.ts`] }),
     };
   } finally {
     rmSync(out, { recursive: true, force: true });

@@ -25,6 +25,8 @@ TARGET = TARGET if TARGET.is_absolute() else ROOT / TARGET
 RELEASE = TARGET / "release"
 OUT = TARGET / "bench"
 NO_LIMIT = {"CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS": "1000000000"}
+CHALLENGE = {"CLIENT_TELEMETRY_CHALLENGE_ENABLED": "true",
+             "CLIENT_TELEMETRY_CHALLENGE_SECRETS": "bench-challenge-secret-0123456789abcdef"}
 SESSIONS_DEDUP = {"CLIENT_TELEMETRY_RATE_LIMIT_SESSION_MAX_REQUESTS": "1000000000",
                   "CLIENT_TELEMETRY_RATE_LIMIT_DEDUP_WINDOW_MS": "60000"}
 
@@ -69,6 +71,10 @@ def scenarios(selected):
         Scenario("memory+sessions+dedup", env=SESSIONS_DEDUP, ids=True),
         Scenario("redis+sessions+dedup", env={**redis, **SESSIONS_DEDUP}, needs=("redis",), ids=True),
         Scenario("memory+otlp-collector-down", env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}),
+        # the challenge for suspected abuse, off and on, for clients that are never suspected: both
+        # send the browser client's session and batch ids, which only the second reads
+        Scenario("memory+ids", ids=True),
+        Scenario("memory+ids+challenge", env=CHALLENGE, ids=True),
     ]
     by_name = {s.name: s for s in all_}
     unknown = [n for n in selected if n not in by_name]

@@ -1,6 +1,6 @@
 //! What the limiter is asked about one request: the client's address, plus the session and batch
 //! ids the client names, each from a header or, for `sendBeacon` (which cannot set headers), a query
-//! parameter. Ids are read only when the setting that uses them is on.
+//! parameter. Ids are read only when the setting that uses them is on; so is a challenge's proof.
 
 use std::net::Ipv4Addr;
 
@@ -8,6 +8,7 @@ use actix_web::{HttpRequest, web};
 
 use super::response::IngestError;
 use crate::{
+    challenge::PROOF_HEADER,
     client_ip::ClientIdentity,
     ratelimit::{Attempt, Limiter},
 };
@@ -20,6 +21,7 @@ pub const BATCH_HEADER: &str = "x-batch-id";
 struct IdParams {
     session: Option<Result<String, Twice>>,
     batch: Option<Result<String, Twice>>,
+    proof: Option<Result<String, Twice>>,
 }
 
 struct Twice;
@@ -32,6 +34,7 @@ impl IdParams {
             let slot = match name.as_str() {
                 "session" => &mut params.session,
                 "batch" => &mut params.batch,
+                "proof" => &mut params.proof,
                 _ => continue,
             };
             *slot = Some(if slot.is_some() { Err(Twice) } else { Ok(value) });
@@ -44,12 +47,14 @@ pub fn attempt(
     request: &HttpRequest,
     identity: &ClientIdentity,
     limiter: &Limiter,
+    challenge: bool,
     max_id_bytes: usize,
-) -> Result<Attempt, IngestError> {
+) -> Result<(Attempt, Option<String>), IngestError> {
     let client = identity.client_ip(request).unwrap_or(Ipv4Addr::UNSPECIFIED.into());
-    let (sessions, dedup) = (limiter.limits_sessions(), limiter.deduplicates());
+    // A token is bound to a session: with the challenge on, the session id is read too.
+    let (sessions, dedup) = (limiter.limits_sessions() || challenge, limiter.deduplicates());
     if !sessions && !dedup {
-        return Ok(Attempt { client, session: None, batch: None });
+        return Ok((Attempt { client, session: None, batch: None, verified: false }, None));
     }
     let query =
         if request.query_string().is_empty() { IdParams::default() } else { IdParams::parse(request.query_string()) };
@@ -74,7 +79,11 @@ pub fn attempt(
         true => named("batch", BATCH_HEADER, query.batch)?.map(|id| valid_id("batch", id, max)).transpose()?,
         false => None,
     };
-    Ok(Attempt { client, session, batch })
+    let proof = match challenge {
+        true => named("proof", PROOF_HEADER, query.proof)?,
+        false => None,
+    };
+    Ok((Attempt { client, session, batch, verified: false }, proof))
 }
 
 /// An id becomes part of a Redis key: a short token of URL-safe characters, nothing else.

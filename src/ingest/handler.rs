@@ -9,13 +9,23 @@ use std::{borrow::Cow, time::Instant};
 
 use actix_web::{
     HttpRequest, HttpResponse, ResponseError,
-    http::{ConnectionType, header::USER_AGENT},
+    http::{
+        ConnectionType,
+        header::{HeaderName, HeaderValue, USER_AGENT},
+    },
     web,
 };
 
 use super::{IngestState, metrics::AppLabel};
-use super::{attempt, body, decode, event_log, response, response::IngestError};
-use crate::event::{Event, Origin};
+use super::{
+    attempt, body, decode, event_log, response,
+    response::{Challenged, IngestError},
+};
+use crate::{
+    challenge::{self, Proof},
+    client_ip::IpBucket,
+    event::{Event, Origin},
+};
 
 pub async fn ingest(request: HttpRequest, payload: web::Payload, state: web::Data<IngestState>) -> HttpResponse {
     let started = Instant::now();
@@ -34,10 +44,22 @@ async fn limit_then_accept(request: &HttpRequest, payload: web::Payload, state: 
     if let Err(error) = state.access.check(request) {
         return error_response(state, error);
     }
-    let attempt = match attempt::attempt(request, &state.identity, &state.limiter, state.limits.max_id_bytes) {
+    let challenging = state.challenger.is_some();
+    let max_id = state.limits.max_id_bytes;
+    let (mut attempt, presented) = match attempt::attempt(request, &state.identity, &state.limiter, challenging, max_id)
+    {
         Ok(attempt) => attempt,
         Err(error) => return error_response(state, error),
     };
+    // Off, or nothing presented (the normal path): no proof to check.
+    let proof = match (&state.challenger, &presented) {
+        (Some(challenger), Some(presented)) => {
+            let address = IpBucket::of(attempt.client);
+            challenger.check(Some(presented), address, attempt.session.as_deref(), challenge::unix_now())
+        }
+        _ => Proof::None,
+    };
+    attempt.verified = proof.verified();
     let decision = state.limiter.check(&attempt).await;
     let mut response = if decision.duplicate {
         response::duplicate()
@@ -50,10 +72,31 @@ async fn limit_then_accept(request: &HttpRequest, payload: web::Payload, state: 
             Err(error) => error_response(state, error),
         }
     } else {
-        error_response(state, IngestError::RateLimited(decision))
+        error_response(state, IngestError::RateLimited(decision, challenged(state, &attempt, &proof)))
     };
     state.rate_limit_headers.apply(&mut response, &decision);
+    // The client replaces its proof with this header's value after every answer.
+    if let Some(token) = proof.token().and_then(|t| HeaderValue::from_str(t).ok()) {
+        response.headers_mut().insert(HeaderName::from_static(challenge::TOKEN_HEADER), token);
+    }
     response
+}
+
+/// A refusal of an unverified request counts towards its address being suspected; once it is, the
+/// refusal carries a challenge. A verified session that spent its own quota just waits.
+fn challenged(state: &IngestState, attempt: &crate::ratelimit::Attempt, proof: &Proof) -> Challenged {
+    let Some(challenger) = &state.challenger else { return Challenged::default() };
+    let refused = match proof {
+        Proof::Refused(refusal) => Some(*refusal),
+        _ => None,
+    };
+    let challenge = match attempt.verified {
+        true => None,
+        false => challenger
+            .refused(IpBucket::of(attempt.client), challenge::unix_now())
+            .map(|value| (value, challenger.difficulty())),
+    };
+    Challenged { challenge, refused }
 }
 
 async fn accept(

@@ -13,11 +13,14 @@ use actix_web::{
 use serde_json::json;
 
 use super::decode::Rejection;
-use crate::ratelimit::{Decision, Quota, RateLimitSettings};
+use crate::{
+    challenge::{CHALLENGE_HEADER, Refusal},
+    ratelimit::{Decision, Quota, RateLimitSettings},
+};
 
 #[derive(Debug)]
 pub enum IngestError {
-    RateLimited(Decision),
+    RateLimited(Decision, Challenged),
     UnsupportedMediaType(String),
     PayloadTooLarge {
         limit: usize,
@@ -58,6 +61,15 @@ pub enum IngestError {
     LogUnavailable,
 }
 
+/// What a refusal by the limiter says about the challenge (all empty when it is off).
+#[derive(Debug, Default)]
+pub struct Challenged {
+    /// A challenge to solve, with its difficulty: the address is suspected.
+    pub challenge: Option<(String, u8)>,
+    /// Why the solution or token the request presented did not count.
+    pub refused: Option<Refusal>,
+}
+
 impl IngestError {
     pub fn from_json(error: serde_json::Error) -> Self {
         use serde_json::error::Category;
@@ -81,7 +93,7 @@ impl IngestError {
 impl fmt::Display for IngestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            IngestError::RateLimited(d) => {
+            IngestError::RateLimited(d, _) => {
                 write!(f, "rate limit exceeded: retry after {} s", retry_after_seconds(d))
             }
             IngestError::UnsupportedMediaType(t) => {
@@ -141,7 +153,7 @@ impl fmt::Display for IngestError {
 impl ResponseError for IngestError {
     fn status_code(&self) -> StatusCode {
         match self {
-            IngestError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            IngestError::RateLimited(..) => StatusCode::TOO_MANY_REQUESTS,
             IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::PayloadTooLarge { .. }
             | IngestError::DecompressedTooLarge { .. }
@@ -174,9 +186,17 @@ impl ResponseError for IngestError {
                 response.insert_header((WWW_AUTHENTICATE, "ApiKey realm=\"client-telemetry\""));
                 json!({ "error": self.to_string() })
             }
-            IngestError::RateLimited(decision) => {
+            IngestError::RateLimited(decision, challenged) => {
                 response.insert_header((RETRY_AFTER, retry_after_seconds(decision)));
-                json!({ "error": self.to_string(), "retryAfter": retry_after_seconds(decision) })
+                let mut body = json!({ "error": self.to_string(), "retryAfter": retry_after_seconds(decision) });
+                if let Some((value, difficulty)) = &challenged.challenge {
+                    response.insert_header((CHALLENGE_HEADER, value.as_str()));
+                    body["challenge"] = json!({ "algorithm": "SHA-256", "value": value, "difficulty": difficulty });
+                }
+                if let Some(refused) = challenged.refused {
+                    body["challengeRefused"] = refused.as_str().into();
+                }
+                body
             }
             IngestError::NoValidEvents(rejected) => {
                 json!({ "error": self.to_string(), "rejected": rejections(rejected) })

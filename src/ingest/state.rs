@@ -4,8 +4,8 @@ use std::{sync::Arc, time::Duration};
 
 use super::{Access, BodyLimits, IngestMetrics, response::RateLimitHeaders};
 use crate::{
-    client_ip::ClientIdentity, event::Limits, forward::Forwarder, lifecycle::Lifecycle, observability::Logs,
-    ratelimit::Limiter, scrub::Scrubber,
+    challenge::Challenger, client_ip::ClientIdentity, event::Limits, forward::Forwarder, lifecycle::Lifecycle,
+    observability::Logs, ratelimit::Limiter, scrub::Scrubber,
 };
 
 pub struct IngestState {
@@ -13,6 +13,8 @@ pub struct IngestState {
     pub identity: ClientIdentity,
     pub limiter: Arc<Limiter>,
     pub rate_limit_headers: RateLimitHeaders,
+    /// The proof-of-work challenge for suspected abuse; `None` when off.
+    pub challenger: Option<Challenger>,
     pub body_limits: BodyLimits,
     pub limits: Limits,
     /// Keep the client's address as `client.address`.

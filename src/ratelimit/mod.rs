@@ -33,6 +33,9 @@ pub struct Attempt {
     pub session: Option<Box<str>>,
     /// The client's id for this batch, when it sends one and de-duplication is on.
     pub batch: Option<Box<str>>,
+    /// The session proved itself (a solved challenge): it is limited on its own, at the IP's limit,
+    /// instead of sharing its IP's quota.
+    pub verified: bool,
 }
 
 /// The keys of one attempt. Session and batch keys live inside their IP's key space, so nobody can
@@ -48,6 +51,10 @@ pub struct Keys {
 impl Attempt {
     pub fn keys(&self) -> Keys {
         let ip = IpBucket::of(self.client);
+        if let (true, Some(id)) = (self.verified, &self.session) {
+            let verified = LimitKey::Verified(ip, id.clone());
+            return Keys { ip: verified, session: None, batch: self.batch.clone().map(|id| LimitKey::Batch(ip, id)) };
+        }
         Keys {
             ip: LimitKey::Ip(ip),
             session: self.session.clone().map(|id| LimitKey::Session(ip, id)),
@@ -63,13 +70,15 @@ pub enum LimitKey {
     Session(IpBucket, Box<str>),
     /// A batch id already accepted (de-duplication).
     Batch(IpBucket, Box<str>),
+    /// A session that solved a challenge: it takes the place of the IP's key, with the IP's limit.
+    Verified(IpBucket, Box<str>),
 }
 
 impl LimitKey {
     /// The IP the key belongs to (the Redis hash tag).
     pub fn ip(&self) -> IpBucket {
         match self {
-            LimitKey::Ip(ip) | LimitKey::Session(ip, _) | LimitKey::Batch(ip, _) => *ip,
+            LimitKey::Ip(ip) | LimitKey::Session(ip, _) | LimitKey::Batch(ip, _) | LimitKey::Verified(ip, _) => *ip,
         }
     }
 }
@@ -80,6 +89,7 @@ impl std::fmt::Display for LimitKey {
             LimitKey::Ip(ip) => write!(f, "ip:{ip}"),
             LimitKey::Session(ip, id) => write!(f, "ip:{ip}:session:{id}"),
             LimitKey::Batch(ip, id) => write!(f, "ip:{ip}:batch:{id}"),
+            LimitKey::Verified(ip, id) => write!(f, "ip:{ip}:verified:{id}"),
         }
     }
 }
@@ -319,7 +329,12 @@ mod tests {
     }
 
     fn from(ip: &str, session: Option<&str>, batch: Option<&str>) -> Attempt {
-        Attempt { client: ip.parse().unwrap(), session: session.map(Into::into), batch: batch.map(Into::into) }
+        Attempt {
+            client: ip.parse().unwrap(),
+            session: session.map(Into::into),
+            batch: batch.map(Into::into),
+            verified: false,
+        }
     }
 
     #[actix_web::test]

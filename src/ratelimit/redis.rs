@@ -169,6 +169,7 @@ impl RedisLimiter {
             LimitKey::Ip(_) => format!("{prefix}rl:v2:{{ip:{ip}}}"),
             LimitKey::Session(_, id) => format!("{prefix}rl:v2:{{ip:{ip}}}:session:{id}"),
             LimitKey::Batch(_, id) => format!("{prefix}seen:{{ip:{ip}}}:{id}"),
+            LimitKey::Verified(_, id) => format!("{prefix}rl:v2:{{ip:{ip}}}:verified:{id}"),
         }
     }
 

@@ -13,6 +13,7 @@ use regex_automata::meta::Regex;
 use serde::Serialize;
 
 use crate::{
+    challenge::{ChallengeConfig, ChallengeSettings},
     client_ip::ClientIpConfig,
     event::{Limits, LimitsConfig},
     forward::{ForwardConfig, ForwardSettings},
@@ -43,6 +44,8 @@ pub struct Settings {
     pub scrub: ScrubSettings,
     /// OTLP forwarding; `None` (no endpoint set) means off.
     pub forward: Option<ForwardSettings>,
+    /// The proof-of-work challenge for suspected abuse; `None` when off.
+    pub challenge: Option<ChallengeSettings>,
     /// Old spellings and retired settings that were given, with what to do instead (logged at start).
     pub deprecated: Vec<(String, String)>,
     /// Every setting's variable and effective value, secrets redacted (what `check-config` prints).
@@ -88,6 +91,7 @@ struct Raw {
     shutdown: ShutdownConfig,
     scrub: ScrubConfig,
     forward: ForwardConfig,
+    challenge: ChallengeConfig,
 }
 
 /// One row of the configuration reference.
@@ -113,6 +117,7 @@ pub fn catalogue() -> Vec<Entry> {
         entries::<ShutdownConfig>(),
         entries::<ScrubConfig>(),
         entries::<ForwardConfig>(),
+        entries::<ChallengeConfig>(),
     ]
     .concat()
 }
@@ -202,6 +207,7 @@ impl Settings {
             shutdown: component(config)?,
             scrub: component(config)?,
             forward: component(config)?,
+            challenge: component(config)?,
         };
         let by_component = serde_json::to_value(&raw).expect("settings serialise");
         let values: serde_json::Map<String, serde_json::Value> = by_component
@@ -227,6 +233,7 @@ impl Settings {
             shutdown: raw.shutdown.resolve(),
             scrub: raw.scrub.resolve()?,
             forward: raw.forward.resolve()?,
+            challenge: raw.challenge.resolve()?,
             deprecated,
             effective,
         })

@@ -78,6 +78,7 @@ describe("the package", { timeout: 30_000 }, () => {
       );
       expect(packed.files.map((f: { path: string }) => f.path).sort()).toEqual([
         "README.md",
+        "dist/client-telemetry-solver.min.js",
         "dist/client-telemetry.min.js",
         "dist/index.cjs",
         "dist/index.d.cts",
