@@ -20,7 +20,7 @@ ENV CLIENT_TELEMETRY_GIT_COMMIT=${GIT_COMMIT}
 # (src/client_assets.rs), the Lua script of the Redis limiter lives in src/.
 COPY src ./src
 COPY examples ./examples
-COPY client/dist/client-telemetry.min.js ./client/dist/
+COPY client/dist/client-telemetry.min.js client/dist/client-telemetry-solver.min.js ./client/dist/
 COPY client/demo ./client/demo
 # Cache mounts keep the crate registry and the dependency build between image builds.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

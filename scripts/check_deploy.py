@@ -1078,7 +1078,8 @@ def _compose():
             problems.append(f"nginx proxies to {alias!r}, which is not an alias of exactly the gateways {gateways}")
     # Idle upstream connections must close on nginx's side first (else a reused connection the
     # gateway just closed becomes a 502 on a POST, which nginx does not retry).
-    keep_default = re.search(r'\("keep_alive_ms",\s*"(\d+)"\)', (ROOT / "src" / "settings.rs").read_text())
+    # The default from the generated settings reference (docs/configuration.md).
+    keep_default = re.search(r"^\| `CLIENT_TELEMETRY_KEEP_ALIVE_MS` \| `(\d+)`", (ROOT / "docs" / "configuration.md").read_text(), re.M)
     for g in gateways:
         env = services[g].get("environment", {})
         keep_ms = int(env.get("CLIENT_TELEMETRY_KEEP_ALIVE_MS") or (keep_default.group(1) if keep_default else 5000))
