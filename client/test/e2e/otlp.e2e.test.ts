@@ -104,7 +104,8 @@ let gateway: Gateway;
 beforeAll(async () => {
   [pages, collector, browser] = await Promise.all([PageServer.start(), RecordingCollector.start(), launchChromium()]);
   gateway = await Gateway.start({
-    CLIENT_TELEMETRY_CORS_ALLOWED_ORIGINS: pages.origin,
+    CLIENT_TELEMETRY_ALLOWED_ORIGINS: pages.origin,
+    CLIENT_TELEMETRY_ALLOWED_APPS: "shop",
     OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: collector.endpoint,
     OTEL_EXPORTER_OTLP_LOGS_PROTOCOL: "http/json",
     CLIENT_TELEMETRY_OTLP_BATCH_DELAY_MS: "50",
