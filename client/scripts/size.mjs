@@ -1,5 +1,6 @@
 // Measures the browser build minified + gzipped (what a page downloads) and keeps the number
-// stated in README.md true: `--check` fails when it differs, `--write` updates it.
+// stated in client/README.md and the repository's README.md true: `--check` fails when either
+// differs, `--write` updates both.
 import { readFileSync, writeFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import { fileURLToPath } from "node:url";
@@ -11,13 +12,14 @@ const statement = `**${gz.toLocaleString("en")} bytes** minified and gzipped (${
 const pattern = /\*\*[\d,]+ bytes\*\* minified and gzipped \([\d,]+ bytes minified\)/;
 console.log(`dist/client-telemetry.min.js: ${statement.replaceAll("**", "")}`);
 
-const readmePath = `${root}README.md`;
-const readme = readFileSync(readmePath, "utf8");
-if (process.argv.includes("--write")) {
-  writeFileSync(readmePath, readme.replace(pattern, statement));
-} else if (process.argv.includes("--check") && readme.match(pattern)?.[0] !== statement) {
-  console.error(`README.md must state the size: ${statement} (run \`npm run size -- --write\`)`);
-  process.exit(1);
+for (const [name, path] of [["client/README.md", `${root}README.md`], ["README.md", `${root}../README.md`]]) {
+  const readme = readFileSync(path, "utf8");
+  if (process.argv.includes("--write")) {
+    writeFileSync(path, readme.replace(pattern, statement));
+  } else if (process.argv.includes("--check") && readme.match(pattern)?.[0] !== statement) {
+    console.error(`${name} must state the size: ${statement} (run \`npm run size -- --write\`)`);
+    process.exit(1);
+  }
 }
 if (gz > 3 * 1024) {
   console.error(`the browser build is over the 3 KB budget: ${gz} bytes`);

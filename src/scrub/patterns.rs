@@ -180,7 +180,7 @@ pub(super) fn confirm(kind: Kind, text: &str, span: Range<usize>) -> Option<Rang
             return authorization_credentials(found).map(|value| span.start + value.start..span.end);
         }
         Kind::Bearer => bearer_token(found.split_ascii_whitespace().nth(1).unwrap_or("")),
-        Kind::Secret => return secret_value(found).map(|value| span.start + value.start..span.end),
+        Kind::Secret => return secret_value(found).map(|value| span.start + value.start..span.start + value.end),
         Kind::Card if found.contains(['e', 'E']) => {
             found.parse::<f64>().ok().and_then(integral).is_some_and(is_card_number)
         }
@@ -245,9 +245,24 @@ fn secret_value(found: &str) -> Option<Range<usize>> {
     }
     let start = separator + 1 + found[separator + 1..].len()
         - found[separator + 1..].trim_start_matches([' ', '\t', '"', '\'']).len();
-    let value = &found[start..];
+    // In a stack frame (`at f (https://app/x?token=…:12:5)`) the position is not part of the value.
+    let end = found.len() - stack_position_len(&found[start..]);
+    let value = &found[start..end];
     let redact = !value.is_empty() && (ALWAYS_SECRET.contains(&name.as_str()) || looks_secret(value));
-    redact.then_some(start..found.len())
+    redact.then_some(start..end)
+}
+
+/// The length of a stack frame's `:line:column`, with the frame's closing `)`, ending `value`.
+fn stack_position_len(value: &str) -> usize {
+    let rest = value.strip_suffix(')').unwrap_or(value);
+    fn number(s: &str) -> Option<&str> {
+        let before = s.trim_end_matches(|c: char| c.is_ascii_digit());
+        if before.len() == s.len() { None } else { before.strip_suffix(':') }
+    }
+    match number(rest).and_then(number) {
+        Some(before) => value.len() - before.len(),
+        None => 0,
+    }
 }
 
 /// A token rather than a word: letters and digits mixed, or long and mixed-case.

@@ -79,6 +79,9 @@ fn secrets_after_a_name_keep_the_name() {
         (r#"{"apiKey": "Zx81kqP0vLm2"}"#, r#"{"apiKey": "[REDACTED:secret]"}"#),
         ("client_secret: s3cr3tValue99", "client_secret: [REDACTED:secret]"),
         ("?key=AbC123xyz789", "?key=[REDACTED:secret]"),
+        // A stack frame keeps its position, which is not part of the value.
+        ("at f (https://a.test/x?token=a1b2c3d4e5f6:12:5)", "at f (https://a.test/x?token=[REDACTED:secret]:12:5)"),
+        ("f@https://a.test/x?pwd=hunter2:3:14", "f@https://a.test/x?pwd=[REDACTED:secret]:3:14"),
     ] {
         let (out, redactions) = scrub(text);
         assert_eq!(out, expected, "{text}");
