@@ -22,7 +22,7 @@ use std::{
 
 use redis::{Script, aio::ConnectionLike};
 
-const SCRIPT: &str = include_str!("../src/ratelimit/sliding_window.lua");
+const SCRIPT: &str = include_str!("../src/ratelimit/redis/sliding_window.lua");
 
 fn main() {
     let arg = |name: &str, default: u64| {

@@ -1,21 +1,22 @@
 //! client-telemetry: the ingest gateway for browser telemetry.
 //!
 //! The request path is `ingest::handler`; each concern it uses lives in its own module.
+//! Public: what the binary, the integration tests, the examples and the fuzz targets use.
 
-pub mod challenge;
-pub mod client_assets;
+mod challenge;
+mod client_assets;
 pub mod client_ip;
 pub mod event;
-pub mod forward;
-pub mod health;
+mod forward;
+mod health;
 pub mod ingest;
-pub mod lifecycle;
+mod lifecycle;
 pub mod observability;
 pub mod ratelimit;
-pub mod redact;
+mod redact;
 pub mod scrub;
 pub mod server;
-pub mod setting;
+mod setting;
 pub mod settings;
-pub mod tls;
-pub mod transport;
+mod tls;
+mod transport;

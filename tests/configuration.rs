@@ -44,6 +44,7 @@ fn check_config_prints_the_effective_settings_with_secrets_redacted() {
             ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL", "redis://:hunter2@redis:6379/0"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
             ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20sk-123"),
+            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "https://user:pa55word@collector:4318/v1/logs?token=t0ken-value"),
         ],
     );
     assert_eq!(code, 0, "{err}");
@@ -54,7 +55,8 @@ fn check_config_prints_the_effective_settings_with_secrets_redacted() {
     assert_eq!(settings["CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL"], "redis://***@redis:6379/0");
     assert_eq!(settings["OTEL_EXPORTER_OTLP_HEADERS"], "<redacted>");
     assert_eq!(settings["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://collector:4318");
-    for secret in ["0123456789abcdef", "hunter2", "sk-123"] {
+    assert_eq!(settings["OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"], "https://***@collector:4318/v1/logs?token=***");
+    for secret in ["0123456789abcdef", "hunter2", "sk-123", "pa55word", "t0ken-value"] {
         assert!(!out.contains(secret) && !err.contains(secret), "{secret} shown:\n{out}\n{err}");
     }
 }

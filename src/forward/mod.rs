@@ -33,7 +33,9 @@ use std::{
 };
 
 use prometheus::{Histogram, IntCounter, IntGauge};
-pub use settings::{DEFAULT_SERVICE_NAME, ForwardConfig, ForwardSettings, Protocol};
+#[cfg(test)]
+pub use settings::{DEFAULT_SERVICE_NAME, Protocol};
+pub use settings::{ForwardConfig, ForwardSettings};
 use slog::{Logger, info, warn};
 use tokio::{sync::Notify, task::JoinHandle};
 

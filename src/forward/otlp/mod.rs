@@ -17,7 +17,8 @@ use bytes::Bytes;
 
 pub use answer::rejected_log_records;
 pub use framing::Encoder;
-pub use mapping::{log_record, resource};
+#[cfg(test)]
+use mapping::{log_record, resource};
 
 /// One accepted event, already in the export's encoding: encoded on the request's worker, so the
 /// exporter only frames records into a body, and nothing borrowed from the request outlives it.
