@@ -7,46 +7,21 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::{
-    Gateway, batch,
+    Gateway,
+    fleet::{LIMIT, admitted, round_robin, warm_up},
     load::Load,
     redis_topology::{MASTER_NAME, RedisSentinel},
 };
 
-const LIMIT: usize = 5;
-
+/// `count` gateways finding the primary through the Sentinels.
 fn fleet(topology: &RedisSentinel, count: usize, timeout_ms: &str) -> Vec<Gateway> {
     let urls = topology.sentinel_urls();
-    let env = [
-        ("CLIENT_TELEMETRY_RATE_LIMIT_BACKEND", "redis"),
+    let redis = [
         ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_MODE", "sentinel"),
         ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL", urls.as_str()),
         ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_SENTINEL_MASTER", MASTER_NAME),
-        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_TIMEOUT_MS", timeout_ms),
-        ("CLIENT_TELEMETRY_RATE_LIMIT_WINDOW_MS", "60000"),
-        ("CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS", "5"),
-        ("CLIENT_TELEMETRY_TRUSTED_PROXIES", "127.0.0.1"),
     ];
-    (0..count).map(|_| Gateway::start(&env)).collect()
-}
-
-fn round_robin(fleet: &[Gateway], client: &str, n: usize) -> Vec<u16> {
-    (0..n).map(|i| fleet[i % fleet.len()].post_as(client, &batch(1)).status).collect()
-}
-
-/// Until every gateway decides on Redis: each worker's first call connects, and on a busy machine
-/// that can miss the deadline and send a few calls to the failure policy.
-fn warm_up(fleet: &[Gateway]) {
-    for gateway in fleet {
-        let warm = support::wait_until(Duration::from_secs(10), || {
-            (0..4).for_each(|_| drop(gateway.post_as("192.0.2.250", &batch(1))));
-            gateway.metric("client_telemetry_rate_limiter_degraded") == 0.0
-        });
-        assert!(warm, "the gateway reached Redis");
-    }
-}
-
-fn admitted(statuses: &[u16]) -> usize {
-    statuses.iter().filter(|s| **s == 204).count()
+    support::fleet::start(&redis, count, timeout_ms)
 }
 
 #[test]

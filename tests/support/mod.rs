@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod collector;
+pub mod fleet;
 pub mod load;
 pub mod redis_topology;
 
