@@ -10,7 +10,8 @@
 #
 # Environment: GATEWAY_BIN (default target/debug/client-telemetry), LOCAL_CLUSTER_DIR (default
 # target/local-cluster), LOCAL_CLUSTER_BACKEND (redis|memory, default redis),
-# LOCAL_CLUSTER_LIMIT (requests per client per minute, default 20).
+# LOCAL_CLUSTER_REDIS (standalone|cluster, default standalone: cluster starts a three-primary Redis
+# Cluster instead of one redis-server), LOCAL_CLUSTER_LIMIT (requests per client per minute, default 20).
 # Needs redis-server, nginx, prometheus and python3 on PATH (scripts/test-local-cluster.sh installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,7 @@ ROOT=$PWD
 DIR=${LOCAL_CLUSTER_DIR:-$ROOT/target/local-cluster}
 GATEWAY_BIN=${GATEWAY_BIN:-$ROOT/target/debug/client-telemetry}
 BACKEND=${LOCAL_CLUSTER_BACKEND:-redis}
+REDIS_TOPOLOGY=${LOCAL_CLUSTER_REDIS:-standalone}
 LIMIT=${LOCAL_CLUSTER_LIMIT:-20}
 REPLICAS=3
 PROXY_ADDR=127.0.0.2 # nginx connects to the gateways from here; the only address they trust
@@ -43,7 +45,8 @@ stop() {
   [[ -d $DIR/pids ]] || return 0
   local name pid cmd
   # Reverse start order: Prometheus and nginx first, then the gateways drain, then the rest.
-  for name in prometheus nginx $(ls -r "$DIR/pids" | grep '^gateway-' || true) otlp-sink redis; do
+  for name in prometheus nginx $(ls -r "$DIR/pids" | grep '^gateway-' || true) otlp-sink \
+    $(ls "$DIR/pids" | grep '^redis' || true); do
     [[ -f $DIR/pids/$name ]] || continue
     read -r pid cmd <"$DIR/pids/$name"
     if alive "$pid" "$cmd"; then
@@ -107,10 +110,35 @@ start() {
   read -r redis_port sink_port nginx_port prom_port <<<"$ports"
 
   # Redis: nothing on disk, like the deployments.
+  local cluster_args=() more=
+  if [[ $REDIS_TOPOLOGY == cluster ]]; then
+    cluster_args=(--cluster-enabled yes)
+    # A Cluster node's port must leave room for its bus port (+10000).
+    read -r redis_port more <<<"$("${HELPER[@]}" cluster-ports 3)" || fail_start "could not find free ports"
+  fi
   launch redis "$DIR/redis.log" redis-server --port "$redis_port" --bind 127.0.0.1 --save "" \
-    --appendonly no --dir "$DIR/redis" --daemonize no
+    --appendonly no --dir "$DIR/redis" --daemonize no "${cluster_args[@]}"
   local redis_pid=$LAUNCHED_PID
   wait_redis "$redis_port" || fail_start "redis-server did not answer PING on 127.0.0.1:$redis_port"
+  local redis_mode=standalone redis_url=redis://127.0.0.1:$redis_port/0
+  if [[ $REDIS_TOPOLOGY == cluster ]]; then
+    # Two more primaries beside the first, then one cluster of the three (no replicas: local use).
+    local node nodes=("127.0.0.1:$redis_port") urls=("redis://127.0.0.1:$redis_port")
+    for node in $more; do
+      mkdir -p "$DIR/redis-$node"
+      launch "redis-$node" "$DIR/redis-$node.log" redis-server --port "$node" --bind 127.0.0.1 --save "" \
+        --appendonly no --dir "$DIR/redis-$node" --daemonize no --cluster-enabled yes
+      wait_redis "$node" || fail_start "redis-server did not answer PING on 127.0.0.1:$node"
+      nodes+=("127.0.0.1:$node"); urls+=("redis://127.0.0.1:$node")
+    done
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >"$DIR/redis-cluster.log" 2>&1 \
+      || fail_start "redis-cli --cluster create failed (see $DIR/redis-cluster.log)"
+    for _ in $(seq 100); do
+      redis-cli -p "$redis_port" cluster info 2>/dev/null | grep -q 'cluster_state:ok' && break
+      sleep 0.1
+    done
+    redis_mode=cluster redis_url=$(IFS=,; echo "${urls[*]}")
+  fi
 
   launch otlp-sink "$DIR/otlp-sink.log" "${HELPER[@]}" otlp-sink "$sink_port"
   "${HELPER[@]}" wait-http "http://127.0.0.1:$sink_port/health" 10 || fail_start "OTLP sink did not start"
@@ -128,10 +156,12 @@ start() {
       CLIENT_TELEMETRY_RATE_LIMIT_BACKEND=$BACKEND \
       CLIENT_TELEMETRY_RATE_LIMIT_WINDOW_MS=60000 \
       CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS=$LIMIT \
-      CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL=redis://127.0.0.1:$redis_port/0 \
+      CLIENT_TELEMETRY_RATE_LIMIT_REDIS_MODE=$redis_mode \
+      CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL=$redis_url \
       CLIENT_TELEMETRY_RATE_LIMIT_REDIS_KEY_PREFIX=client-telemetry-local: \
       CLIENT_TELEMETRY_RATE_LIMIT_REDIS_TIMEOUT_MS=2000 \
       CLIENT_TELEMETRY_TRUSTED_PROXIES=$PROXY_ADDR/32 \
+      CLIENT_TELEMETRY_ALLOWED_APPS=local-demo \
       CLIENT_TELEMETRY_SHUTDOWN_DELAY_MS=0 \
       CLIENT_TELEMETRY_SHUTDOWN_GRACE_MS=3000 \
       OTEL_COLLECTOR_ENDPOINT=http://127.0.0.1:$sink_port/v1/logs \
@@ -217,17 +247,18 @@ EOF
 
   cat >"$DIR/cluster.json" <<EOF
 {"nginx":"127.0.0.1:$nginx_port","prometheus":"http://127.0.0.1:$prom_port","otlp_sink":"http://127.0.0.1:$sink_port",
- "redis_port":$redis_port,"redis_pid":$redis_pid,"backend":"$BACKEND","limit":$LIMIT,"proxy_addr":"$PROXY_ADDR",
+ "redis_port":$redis_port,"redis_pid":$redis_pid,"redis_mode":"$redis_mode","backend":"$BACKEND","limit":$LIMIT,"proxy_addr":"$PROXY_ADDR",
  "gateways":[$gateways_json]}
 EOF
   cat >"$DIR/cluster.env" <<EOF
 INGEST_URL=http://127.0.0.1:$nginx_port/api/client-telemetry
 PROMETHEUS_URL=http://127.0.0.1:$prom_port
 OTLP_SINK_URL=http://127.0.0.1:$sink_port/stats
-RATE_LIMIT_REDIS_URL=redis://127.0.0.1:$redis_port/0
+RATE_LIMIT_REDIS_MODE=$redis_mode
+RATE_LIMIT_REDIS_URL=$redis_url
 RATE_LIMIT_BACKEND=$BACKEND
 EOF
-  log "up ($REPLICAS gateways on the $BACKEND backend), state in $DIR"
+  log "up ($REPLICAS gateways on the $BACKEND backend, Redis $redis_mode), state in $DIR"
   cat "$DIR/cluster.env"
 }
 

@@ -2,6 +2,8 @@
 """Helpers for the native local cluster (stdlib only, Python 3.11).
 
     local_cluster.py free-ports N                 N free loopback TCP ports
+    local_cluster.py check-cluster cluster.json   the Redis Cluster topology: mode, primaries, the shared limit
+    local_cluster.py cluster-ports N              N ports for Redis Cluster nodes (each and its bus port, +10000, free)
     local_cluster.py listening LOG PID TIMEOUT    wait for the gateway's "listening" line; print addr admin_addr backend
     local_cluster.py wait-http URL TIMEOUT        wait for a 200 from URL
     local_cluster.py otlp-sink PORT               a stand-in OpenTelemetry Collector: OTLP/HTTP logs, counted
@@ -47,6 +49,22 @@ def free_ports(n: int) -> list[int]:
         ports.append(s.getsockname()[1])
     for s in socks:
         s.close()
+    return ports
+
+
+def cluster_ports(n: int) -> list[int]:
+    """Redis Cluster listens on port + 10000 too, so a node's port must be at most 55535."""
+    ports: list[int] = []
+    for port in random.sample(range(20000, 55535), 2000):
+        if len(ports) == n:
+            break
+        try:
+            for p in (port, port + 10000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        ports.append(port)
     return ports
 
 
@@ -186,7 +204,10 @@ def host_port(addr: str) -> tuple[str, int]:
 
 
 def post_batch(client: Http, n_events: int, xff: str | None = None):
-    body = json.dumps({"events": [event(random.randrange(10**6)) for _ in range(n_events)]}).encode()
+    # Named as an allow-listed app (LOCAL_CLUSTER: CLIENT_TELEMETRY_ALLOWED_APPS), so the per-app
+    # dashboard panels have data too.
+    app = {"name": "local-demo", "version": "1.0.0", "environment": "local"}
+    body = json.dumps({"app": app, "events": [event(random.randrange(10**6)) for _ in range(n_events)]}).encode()
     headers = {"Content-Type": "application/json"}
     if xff:
         headers["X-Forwarded-For"] = xff
@@ -544,10 +565,41 @@ def check(cluster_json: str) -> int:
     return 1 if rep.failed else 0
 
 
+def check_cluster(cluster_json: str) -> int:
+    """Started with LOCAL_CLUSTER_REDIS=cluster: every replica on the Cluster, and one limit for the
+    fleet for clients whose keys land on every shard (sent through nginx from their own address)."""
+    c = json.loads(Path(cluster_json).read_text())
+    rep = Report()
+    limit = int(c["limit"])
+    nginx_host, nginx_port = host_port(c["nginx"])
+    problems = []
+    for g in c["gateways"]:
+        with urllib.request.urlopen(f"http://{g['admin']}/readyz", timeout=5) as r:
+            redis = json.loads(r.read()).get("rateLimiter", {}).get("redis", {})
+        if redis.get("mode") != "cluster" or redis.get("primariesAnswering") != 3:
+            problems.append(f"{g['name']}: /readyz says {redis}")
+    rep.check("every replica reaches the Cluster: mode cluster, 3 primaries answering", problems)
+    clients = [f"127.0.{9}.{i}" for i in range(1, 13)]
+    problems = []
+    for ip in clients:
+        conn = Http(nginx_host, nginx_port, source=ip)
+        statuses = [post_batch(conn, 1)[0] for _ in range(limit + 3)]
+        conn.close()
+        if statuses.count(204) != limit or statuses.count(429) != 3:
+            problems.append(f"{ip}: {statuses}")
+    rep.check(f"one limit for the fleet on the Cluster: {len(clients)} clients, each exactly {limit} of {limit + 3}",
+              problems)
+    print(f"local-cluster (Redis Cluster): {rep.passed} passed, {rep.failed} failed", flush=True)
+    return 1 if rep.failed else 0
+
+
 def main(argv: list[str]) -> int:
     cmd = argv[1] if len(argv) > 1 else ""
     if cmd == "free-ports":
         print(" ".join(map(str, free_ports(int(argv[2])))))
+        return 0
+    if cmd == "cluster-ports":
+        print(" ".join(map(str, cluster_ports(int(argv[2])))))
         return 0
     if cmd == "listening":
         return listening(argv[2], int(argv[3]), float(argv[4]))
@@ -557,6 +609,8 @@ def main(argv: list[str]) -> int:
         return otlp_sink(int(argv[2]))
     if cmd == "check":
         return check(argv[2])
+    if cmd == "check-cluster":
+        return check_cluster(argv[2])
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -72,5 +72,14 @@ if ((rc != 0)); then
     [[ -s $f.err ]] && tail -5 "$f.err"
   done
 fi
+
+# --- The same topology on a three-primary Redis Cluster --------------------------------------
+if ((rc == 0)) && [[ $backend == redis ]]; then
+  bash scripts/local-cluster.sh stop
+  say "starting the local cluster on a Redis Cluster"
+  LOCAL_CLUSTER_REDIS=cluster bash scripts/local-cluster.sh start >"$LOCAL_CLUSTER_DIR.start.log" 2>&1 ||
+    { cat "$LOCAL_CLUSTER_DIR.start.log" >&2; die "the local cluster did not start on a Redis Cluster"; }
+  timeout 60 python3 scripts/local_cluster.py check-cluster "$LOCAL_CLUSTER_DIR/cluster.json" || rc=$?
+fi
 say "test-local-cluster finished in $((SECONDS - START)) s"
 exit $rc
