@@ -103,6 +103,7 @@ fn ingest_server(
     // The origins allowed to send are the ones given CORS headers.
     let origins = settings.access.allowed_origins.clone();
     let transport = &settings.transport;
+    let otlp_path = settings.otlp_path.clone();
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(ingest_state.clone())
@@ -111,6 +112,9 @@ fn ingest_server(
             .wrap(from_fn(transport::close_old_connections))
             .wrap(from_fn(transport::close_on_unfinished_body))
             .route(ingest::PATH, web::post().to(ingest::ingest))
+            .route(&otlp_path, web::post().to(ingest::ingest_otlp))
+            .route(ingest::faro::PATH, web::post().to(ingest::ingest_faro))
+            .route(ingest::faro::PATH_WITH_KEY, web::post().to(ingest::ingest_faro))
             .configure(client_assets::routes)
             .configure(|cfg| {
                 if health_on_ingest {
@@ -158,6 +162,7 @@ fn cors(origins: &[String]) -> Cors {
             header::HeaderName::from_static(API_KEY_HEADER),
             header::HeaderName::from_static(ingest::SESSION_HEADER),
             header::HeaderName::from_static(ingest::BATCH_HEADER),
+            header::HeaderName::from_static(ingest::faro::SESSION_HEADER),
         ])
         .expose_headers([
             header::RETRY_AFTER,

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use actix_web::{HttpRequest, web};
 
-use super::response::IngestError;
+use super::{formats::Format, response::IngestError};
 use crate::{
     client_ip::ClientIdentity,
     ratelimit::{Attempt, Limiter},
@@ -40,19 +40,27 @@ impl IdParams {
     }
 }
 
+/// `format` says which header names the session (none for OTLP) and whether there is a batch id;
+/// the query parameters are the native format's (`sendBeacon`).
 pub fn attempt(
     request: &HttpRequest,
+    format: Format,
     identity: &ClientIdentity,
     limiter: &Limiter,
     max_id_bytes: usize,
 ) -> Result<Attempt, IngestError> {
     let client = identity.client_ip(request).unwrap_or(Ipv4Addr::UNSPECIFIED.into());
-    let (sessions, dedup) = (limiter.limits_sessions(), limiter.deduplicates());
+    let session_header = format.session_header();
+    let sessions = limiter.limits_sessions() && session_header.is_some();
+    let dedup = limiter.deduplicates() && format.has_batch_id();
     if !sessions && !dedup {
         return Ok(Attempt { client, session: None, batch: None });
     }
-    let query =
-        if request.query_string().is_empty() { IdParams::default() } else { IdParams::parse(request.query_string()) };
+    let query = if request.query_string().is_empty() || format != Format::Native {
+        IdParams::default()
+    } else {
+        IdParams::parse(request.query_string())
+    };
     // The header first; the query parameter for `sendBeacon`. Either one given twice is refused.
     let named = |what: &'static str, header: &str, param: Option<Result<String, Twice>>| {
         let mut values = request.headers().get_all(header);
@@ -67,7 +75,9 @@ pub fn attempt(
     };
     let max = max_id_bytes;
     let session = match sessions {
-        true => named("session", SESSION_HEADER, query.session)?.map(|id| valid_id("session", id, max)).transpose()?,
+        true => named("session", session_header.unwrap_or(SESSION_HEADER), query.session)?
+            .map(|id| valid_id("session", id, max))
+            .transpose()?,
         false => None,
     };
     let batch = match dedup {
