@@ -130,6 +130,15 @@ impl Gateway {
         reply(request.send_bytes(body))
     }
 
+    /// POSTs bytes to `path` (any route) with these headers.
+    pub fn post_path(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let mut request = self.agent.post(&self.url(path));
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        reply(request.send_bytes(body))
+    }
+
     /// POSTs a JSON body to any URL (e.g. the ingest route with a query string).
     pub fn post_to(&self, url: &str, body: &str) -> Reply {
         reply(self.agent.post(url).set("content-type", "application/json").send_string(body))

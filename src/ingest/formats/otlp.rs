@@ -208,6 +208,8 @@ pub fn accepted(content: Content, rejected: &[Rejection]) -> HttpResponse {
     let response = ExportLogsServiceResponse { partial_success };
     match content {
         Content::Protobuf => HttpResponse::Ok().content_type("application/x-protobuf").body(response.encode_to_vec()),
+        // `{}` rather than `"partialSuccess": null` when everything was accepted.
+        Content::Json if response.partial_success.is_none() => HttpResponse::Ok().json(json!({})),
         Content::Json => HttpResponse::Ok().json(response),
     }
 }
