@@ -62,7 +62,7 @@ impl IngestMetrics {
     pub fn new(metrics: &Metrics, allowed_apps: &[String]) -> Self {
         let requests = metrics.counter_vec(
             "client_telemetry_requests_total",
-            "Ingest requests by route (client-telemetry, otlp, faro) and HTTP status.",
+            "Ingest requests by route (native, otlp, faro) and HTTP status.",
             &["route", "status"],
         );
         let events = metrics.counter_vec(
@@ -202,7 +202,7 @@ mod tests {
         metrics.count_request(Format::Faro, StatusCode::INTERNAL_SERVER_ERROR);
         metrics.count_rejections([Reason::InvalidTimestamp, Reason::InvalidTimestamp].into_iter());
         let text = registry.render();
-        assert!(text.contains(r#"client_telemetry_requests_total{route="client-telemetry",status="204"} 1"#));
+        assert!(text.contains(r#"client_telemetry_requests_total{route="native",status="204"} 1"#));
         assert!(text.contains(r#"client_telemetry_requests_total{route="faro",status="500"} 1"#));
         assert!(text.contains(r#"client_telemetry_events_rejected_total{reason="invalid_timestamp"} 2"#));
     }

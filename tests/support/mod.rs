@@ -153,7 +153,7 @@ impl Gateway {
         reply(self.agent.get(url).call())
     }
 
-    /// The value of one sample in /metrics, e.g. `client_telemetry_requests_total{status="204"}`; 0 if absent.
+    /// The value of one sample in /metrics, e.g. `client_telemetry_requests_total{route="native",status="204"}`; 0 if absent.
     pub fn metric(&self, sample: &str) -> f64 {
         metric_value(&self.get(&self.admin_url("/metrics")).body, sample)
     }

@@ -56,10 +56,10 @@ pub enum Content {
 impl Format {
     pub const ALL: [Format; 3] = [Format::Native, Format::Otlp, Format::Faro];
 
-    /// The `route` label of the metrics (bounded: one per format).
+    /// The `route` label of the metrics (bounded: one per format; `native` is `/api/client-telemetry`).
     pub fn label(self) -> &'static str {
         match self {
-            Format::Native => "client-telemetry",
+            Format::Native => "native",
             Format::Otlp => "otlp",
             Format::Faro => "faro",
         }
