@@ -163,6 +163,7 @@ fn cors(origins: &[String]) -> Cors {
             header::HeaderName::from_static(ingest::SESSION_HEADER),
             header::HeaderName::from_static(ingest::BATCH_HEADER),
             header::HeaderName::from_static(ingest::faro::SESSION_HEADER),
+            header::HeaderName::from_static(ingest::faro::IDEMPOTENCY_HEADER),
         ])
         .expose_headers([
             header::RETRY_AFTER,

@@ -408,3 +408,19 @@ fn the_limit_is_shared_across_formats_and_replicas() {
     let other = ("x-forwarded-for", "198.51.100.8");
     assert_eq!(fleet[1].post_path("/collect", &[JSON, other], faro_payload().to_string().as_bytes()).status, 202);
 }
+
+/// Faro keeps one `Idempotency-Key` across the attempts of a payload: a retry of an accepted
+/// payload is answered as a duplicate and not logged or forwarded again.
+#[test]
+fn a_faro_retry_with_the_same_idempotency_key_is_not_logged_twice() {
+    let gateway = Gateway::start(&[("CLIENT_TELEMETRY_RATE_LIMIT_DEDUP_WINDOW_MS", "60000")]);
+    let body = faro_payload().to_string();
+    let send = |key: &str| gateway.post_path("/collect", &[JSON, ("idempotency-key", key)], body.as_bytes());
+    assert_eq!(send("k1k2k3k4k5k6k7k8k9k0").status, 202);
+    let again = send("k1k2k3k4k5k6k7k8k9k0");
+    assert_eq!(again.status, 200);
+    assert_eq!(again.json()["duplicate"], true);
+    assert_eq!(send("another-key-00000000").status, 202);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(gateway.event_lines().len(), 8, "two payloads of four items each");
+}

@@ -52,7 +52,8 @@ pub fn attempt(
     let client = identity.client_ip(request).unwrap_or(Ipv4Addr::UNSPECIFIED.into());
     let session_header = format.session_header();
     let sessions = limiter.limits_sessions() && session_header.is_some();
-    let dedup = limiter.deduplicates() && format.has_batch_id();
+    let batch_header = format.batch_header();
+    let dedup = limiter.deduplicates() && batch_header.is_some();
     if !sessions && !dedup {
         return Ok(Attempt { client, session: None, batch: None });
     }
@@ -81,7 +82,9 @@ pub fn attempt(
         false => None,
     };
     let batch = match dedup {
-        true => named("batch", BATCH_HEADER, query.batch)?.map(|id| valid_id("batch", id, max)).transpose()?,
+        true => named("batch", batch_header.unwrap_or(BATCH_HEADER), query.batch)?
+            .map(|id| valid_id("batch", id, max))
+            .transpose()?,
         false => None,
     };
     Ok(Attempt { client, session, batch })

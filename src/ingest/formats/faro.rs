@@ -23,6 +23,8 @@ use crate::{
 
 /// The header the Faro SDK names its session in: the per-session limit's key.
 pub const SESSION_HEADER: &str = "x-faro-session-id";
+/// The id the Faro SDK gives a payload, the same on each retry: the batch id of de-duplication.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 pub const PATH: &str = "/collect";
 pub const PATH_WITH_KEY: &str = "/collect/{app_key}";
 

@@ -12,7 +12,10 @@ use actix_web::{HttpRequest, HttpResponse, http::header};
 
 pub use native::{Batch, Rejection};
 
-use super::{attempt::SESSION_HEADER, response::IngestError};
+use super::{
+    attempt::{BATCH_HEADER, SESSION_HEADER},
+    response::IngestError,
+};
 use crate::{event::Limits, setting};
 
 setting::component! {
@@ -75,9 +78,14 @@ impl Format {
         }
     }
 
-    /// Only the native format has a batch id (`X-Batch-Id`), hence de-duplication.
-    pub fn has_batch_id(self) -> bool {
-        self == Format::Native
+    /// The header naming the batch, for de-duplication of retries: `X-Batch-Id`, or the
+    /// `Idempotency-Key` the Faro SDK keeps across the attempts of one payload. OTLP has none.
+    pub fn batch_header(self) -> Option<&'static str> {
+        match self {
+            Format::Native => Some(BATCH_HEADER),
+            Format::Faro => Some(faro::IDEMPOTENCY_HEADER),
+            Format::Otlp => None,
+        }
     }
 
     /// The body's encoding, from its `Content-Type` (media type only, any parameters): JSON or
