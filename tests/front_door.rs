@@ -200,6 +200,9 @@ fn refused_otlp_records_are_a_partial_success_and_a_request_with_none_valid_is_4
     assert_eq!(reply.status, 200);
 }
 
+/// A route, the request's headers and body, and the status and a word of the message expected.
+type BadInput = (&'static str, Vec<(&'static str, &'static str)>, Vec<u8>, u16, &'static str);
+
 /// Each bad input: its status and a word of the message. None reaches the log or the collector.
 #[test]
 fn bad_inputs_of_each_format_get_a_clear_4xx_and_cost_nothing_but_the_limiter() {
@@ -215,7 +218,7 @@ fn bad_inputs_of_each_format_get_a_clear_4xx_and_cost_nothing_but_the_limiter() 
     let many = export((0..10_000).map(|_| LogRecord::default()).collect()).encode_to_vec();
     let bomb = gzip(&vec![0u8; 10 << 20]);
     let faro_meta = json!({"app": {"name": "shop"}, "session": {"id": "s-1"}});
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<BadInput> = vec![
         ("/v1/logs", vec![PROTOBUF], whole[..whole.len() - 5].to_vec(), 400, "not an OTLP"),
         (
             "/v1/logs",
