@@ -17,6 +17,15 @@ use prost::Message;
 use serde_json::{Value, json};
 use support::{Gateway, RedisServer, collector::Collector, wait_until};
 
+/// `google.rpc.Status`, as OTLP/HTTP answers a failure.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Status {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
 const PROTOBUF: (&str, &str) = ("content-type", "application/x-protobuf");
 const JSON: (&str, &str) = ("content-type", "application/json");
 const TRACE_ID: [u8; 16] =
@@ -117,7 +126,7 @@ fn otlp_records_in_protobuf_and_gzipped_json_arrive_with_resource_scope_session_
     let reply = gateway.post_path("/v1/logs", &[PROTOBUF], &body.encode_to_vec());
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.header("content-type"), Some("application/x-protobuf"));
-    let answer = ExportLogsServiceResponse::decode(reply.body.as_bytes()).expect("an ExportLogsServiceResponse");
+    let answer = ExportLogsServiceResponse::decode(&reply.raw[..]).expect("an ExportLogsServiceResponse");
     assert_eq!(answer.partial_success, None, "everything accepted");
 
     let json_body = gzip(&serde_json::to_vec(&body).unwrap());
@@ -188,7 +197,7 @@ fn refused_otlp_records_are_a_partial_success_and_a_request_with_none_valid_is_4
     let body = export(vec![error_record(), record(&long, vec![])]);
     let reply = gateway.post_path("/v1/logs", &[PROTOBUF], &body.encode_to_vec());
     assert_eq!(reply.status, 200);
-    let partial = ExportLogsServiceResponse::decode(reply.body.as_bytes()).unwrap().partial_success.unwrap();
+    let partial = ExportLogsServiceResponse::decode(&reply.raw[..]).unwrap().partial_success.unwrap();
     assert_eq!(partial.rejected_log_records, 1);
     assert!(partial.error_message.contains("record 1: `message` is 9000 bytes"), "{}", partial.error_message);
     assert_eq!(gateway.wait_for_events(1).len(), 1);
@@ -273,7 +282,13 @@ fn bad_inputs_of_each_format_get_a_clear_4xx_and_cost_nothing_but_the_limiter() 
     for (path, headers, body, status, needle) in &cases {
         let reply = gateway.post_path(path, headers, body);
         assert_eq!(reply.status, *status, "{path} {needle}: {}", reply.body);
-        assert!(reply.body.contains(needle), "{path}: {:?} should mention {needle:?}", reply.body);
+        // OTLP answers a failure with a google.rpc.Status in the request's encoding.
+        let message = match (*path, reply.header("content-type")) {
+            ("/v1/logs", Some("application/x-protobuf")) => Status::decode(&reply.raw[..]).expect("a Status").message,
+            ("/v1/logs", _) => reply.json()["message"].as_str().expect("a Status in JSON").to_string(),
+            _ => reply.json()["error"].as_str().unwrap().to_string(),
+        };
+        assert!(message.contains(needle), "{path}: {message:?} should mention {needle:?}");
     }
     let otlp_400 = gateway.metric(r#"client_telemetry_requests_total{route="otlp",status="400"}"#);
     assert_eq!(otlp_400, 6.0);
@@ -400,6 +415,7 @@ fn the_limit_is_shared_across_formats_and_replicas() {
     for gateway in &fleet {
         let refused = gateway.post_path("/v1/logs", &[PROTOBUF, client], &otlp);
         assert_eq!(refused.status, 429);
+        assert_eq!(Status::decode(&refused.raw[..]).unwrap().code, 8, "RESOURCE_EXHAUSTED");
         let retry_after: u64 = refused.header("retry-after").expect("Retry-After").parse().unwrap();
         assert!((1..=61).contains(&retry_after), "{retry_after}");
         let faro = gateway.post_path("/collect", &[JSON, client], faro_payload().to_string().as_bytes());

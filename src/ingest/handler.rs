@@ -15,7 +15,12 @@ use actix_web::{
 };
 
 use super::{IngestState, metrics::AppLabel};
-use super::{attempt, body, event_log, formats::Format, response, response::IngestError};
+use super::{
+    attempt, body, event_log,
+    formats::{Content, Format, otlp},
+    response,
+    response::IngestError,
+};
 use crate::event::{Event, Origin};
 
 /// `POST /api/client-telemetry`: the native batch.
@@ -58,11 +63,11 @@ async fn limit_then_accept(
     state: &IngestState,
 ) -> HttpResponse {
     if let Err(error) = state.access.check(request) {
-        return error_response(state, error);
+        return error_response(state, format, request, error);
     }
     let attempt = match attempt::attempt(request, format, &state.identity, &state.limiter, state.limits.max_id_bytes) {
         Ok(attempt) => attempt,
-        Err(error) => return error_response(state, error),
+        Err(error) => return error_response(state, format, request, error),
     };
     let decision = state.limiter.check(&attempt).await;
     let mut response = if decision.duplicate {
@@ -73,10 +78,10 @@ async fn limit_then_accept(
                 state.limiter.accepted(&attempt);
                 response
             }
-            Err(error) => error_response(state, error),
+            Err(error) => error_response(state, format, request, error),
         }
     } else {
-        error_response(state, IngestError::RateLimited(decision))
+        error_response(state, format, request, IngestError::RateLimited(decision))
     };
     state.rate_limit_headers.apply(&mut response, &decision);
     response
@@ -170,7 +175,12 @@ impl Drop for Settle<'_, '_> {
     }
 }
 
-fn error_response(state: &IngestState, error: IngestError) -> HttpResponse {
+fn error_response(state: &IngestState, format: Format, request: &HttpRequest, error: IngestError) -> HttpResponse {
     error.log(&state.logs.service);
-    error.error_response()
+    let response = error.error_response();
+    match format {
+        // OTLP/HTTP answers a failure with a `google.rpc.Status` in the request's encoding.
+        Format::Otlp => otlp::status_response(response, format.content(request).unwrap_or(Content::Json), &error),
+        _ => response,
+    }
 }

@@ -40,7 +40,10 @@ pub struct Gateway {
 pub struct Reply {
     pub status: u16,
     pub headers: HashMap<String, String>,
+    /// The body as text (lossily, for a binary body).
     pub body: String,
+    /// The body as received (protobuf answers).
+    pub raw: Vec<u8>,
 }
 
 impl Reply {
@@ -272,8 +275,10 @@ pub fn reply(result: Result<ureq::Response, ureq::Error>) -> Reply {
         })
         .collect();
     let status = response.status();
-    let body = response.into_string().unwrap_or_default();
-    Reply { status, headers, body }
+    let mut raw = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut response.into_reader(), &mut raw);
+    let body = String::from_utf8_lossy(&raw).into_owned();
+    Reply { status, headers, body, raw }
 }
 
 pub fn metric_value(exposition: &str, sample: &str) -> f64 {

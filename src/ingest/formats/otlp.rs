@@ -11,7 +11,11 @@
 
 use std::borrow::Cow;
 
-use actix_web::HttpResponse;
+use actix_web::{
+    HttpResponse,
+    body::BoxBody,
+    http::header::{CONTENT_TYPE, HeaderValue},
+};
 use opentelemetry_proto::tonic::{
     collector::logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse},
     common::v1::{AnyValue, KeyValue, any_value::Value as V},
@@ -192,6 +196,36 @@ fn json(value: &AnyValue) -> Value {
             list.values.iter().map(|kv| (kv.key.clone(), kv.value.as_ref().map_or(Value::Null, json))).collect(),
         ),
     }
+}
+
+/// `google.rpc.Status`, the body of an OTLP/HTTP failure (its details are not used).
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+struct Status {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+/// The error answer with its body replaced by a `Status` in the request's encoding: the status
+/// and the headers (`Retry-After`, RateLimit) stay.
+pub fn status_response(mut response: HttpResponse, content: Content, error: &IngestError) -> HttpResponse {
+    // The gRPC code closest to the HTTP status.
+    let code = match response.status().as_u16() {
+        401 => 16,
+        403 => 7,
+        408 => 4,
+        429 => 8,
+        503 => 14,
+        _ => 3,
+    };
+    let status = Status { code, message: error.to_string() };
+    let (content_type, body) = match content {
+        Content::Protobuf => ("application/x-protobuf", status.encode_to_vec()),
+        Content::Json => ("application/json", serde_json::to_vec(&status).expect("a Status serialises")),
+    };
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response.set_body(BoxBody::new(body))
 }
 
 /// 200 with an `ExportLogsServiceResponse` in the request's encoding; `partial_success` says how
