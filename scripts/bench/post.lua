@@ -20,7 +20,7 @@ wrk.body = body
 -- The route and Content-Type of the body's format (the native batch by default).
 local route = os.getenv("BENCH_PATH") or "/api/client-telemetry"
 wrk.path = route
-wrk.headers["Content-Type"] = os.getenv("BENCH_CONTENT_TYPE") or "text/plain;charset=UTF-8"
+local content_type = os.getenv("BENCH_CONTENT_TYPE") or "text/plain;charset=UTF-8"
 
 -- Optional: $BENCH_IDS=1 names a session per client and a new batch id per request in the query
 -- string, as the browser client does (per-session limits and de-duplication).
@@ -39,7 +39,8 @@ function request()
   if ids then
     path = string.format("/api/client-telemetry?session=s-%d&batch=%d-%d-%d", c, os.time(), tid, n)
   end
-  return wrk.format(nil, path, { ["X-Forwarded-For"] = ip }, nil)
+  -- wrk.format takes these headers instead of wrk.headers: the Content-Type goes here too.
+  return wrk.format(nil, path, { ["X-Forwarded-For"] = ip, ["Content-Type"] = content_type }, nil)
 end
 
 function done(summary, latency, requests)
