@@ -311,3 +311,47 @@ pub fn accepted(count: usize, rejected: &[Rejection]) -> HttpResponse {
         rejected.iter().map(|r| json!({ "index": r.index, "error": r.invalid.message })).collect();
     HttpResponse::Accepted().json(json!({ "accepted": count, "rejected": rejected }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parsed_frames_become_a_javascript_stack_again() {
+        let frames = [
+            Frame {
+                filename: Some("https://a.example/app.js".into()),
+                function: Some("pay".into()),
+                lineno: Some(3),
+                colno: Some(9),
+            },
+            Frame { filename: None, function: Some(String::new()), lineno: None, colno: None },
+        ];
+        assert_eq!(
+            stack("TypeError", "x is null", &frames),
+            "TypeError: x is null\n    at pay (https://a.example/app.js:3:9)\n    at <anonymous> (<unknown>)"
+        );
+    }
+
+    #[test]
+    fn faro_levels_keep_their_severity_number() {
+        assert_eq!(log_level(Some("debug")), (Level::Info, Some(5)));
+        assert_eq!(log_level(Some("log")), (Level::Info, Some(10)));
+        assert_eq!(log_level(Some("warn")), (Level::Warn, Some(13)));
+        assert_eq!(log_level(Some("error")), (Level::Error, Some(17)));
+        assert_eq!(log_level(None), (Level::Info, Some(10)), "Faro's default level is `log`");
+    }
+
+    #[test]
+    fn an_item_with_a_bad_timestamp_or_trace_id_is_refused_alone() {
+        let body = br#"{"meta":{"session":{"id":"s"}},"logs":[
+            {"message":"ok","timestamp":"2025-01-15T10:30:45Z"},
+            {"message":"bad time","timestamp":"yesterday"},
+            {"message":"bad trace","timestamp":"2025-01-15T10:30:45Z","trace":{"trace_id":"xyz","span_id":"0102030405060708"}}]}"#;
+        let batch = decode(body, &Limits::default()).unwrap();
+        assert_eq!(batch.events.len(), 1);
+        assert_eq!(batch.events[0].session_id, "s");
+        let reasons: Vec<_> = batch.rejected.iter().map(|r| (r.index, r.invalid.reason)).collect();
+        assert_eq!(reasons, [(1, Reason::InvalidTimestamp), (2, Reason::InvalidField)]);
+    }
+}

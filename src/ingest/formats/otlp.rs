@@ -247,3 +247,58 @@ pub fn accepted(content: Content, rejected: &[Rejection]) -> HttpResponse {
         Content::Json => HttpResponse::Ok().json(response),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::{
+        common::v1::{ArrayValue, KeyValueList},
+        logs::v1::{ResourceLogs, ScopeLogs},
+    };
+
+    use super::*;
+
+    fn value(v: V) -> Option<AnyValue> {
+        Some(AnyValue { value: Some(v) })
+    }
+
+    #[test]
+    fn otlp_values_become_the_context_json() {
+        let list = V::KvlistValue(KeyValueList {
+            values: vec![KeyValue {
+                key: "k".into(),
+                value: value(V::BytesValue(vec![0xab, 0x01])),
+                ..Default::default()
+            }],
+        });
+        let array = V::ArrayValue(ArrayValue {
+            values: vec![value(V::IntValue(-1)).unwrap(), value(V::DoubleValue(f64::NAN)).unwrap()],
+        });
+        assert_eq!(json(&value(list).unwrap()), json!({"k": "ab01"}));
+        assert_eq!(json(&value(array).unwrap()), json!([-1, null]));
+    }
+
+    #[test]
+    fn records_under_a_second_resource_are_refused_not_merged() {
+        let resource = |name: &str| Resource {
+            attributes: vec![KeyValue {
+                key: "service.name".into(),
+                value: value(V::StringValue(name.into())),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let logs = |name: &str| ResourceLogs {
+            resource: Some(resource(name)),
+            scope_logs: vec![ScopeLogs { log_records: vec![LogRecord::default()], ..Default::default() }],
+            ..Default::default()
+        };
+        let request = ExportLogsServiceRequest { resource_logs: vec![logs("shop"), logs("shop"), logs("blog")] };
+        let body = request.encode_to_vec();
+        let batch = decode(&body, Content::Protobuf, &Limits::default()).unwrap();
+        assert_eq!(batch.origin.app.name.as_deref(), Some("shop"));
+        assert_eq!(batch.events.len(), 2, "the same resource twice is one origin");
+        assert_eq!(batch.rejected.len(), 1);
+        assert!(batch.rejected[0].invalid.message.contains("one resource per request"));
+        assert_eq!(batch.events[0].scope, NO_SCOPE);
+    }
+}
