@@ -83,7 +83,7 @@ done
 wait "$wrk_pid" || true
 wrk_pid=
 grep '^BENCH ' "$tmp/wrk.out" || { cat "$tmp/wrk.out" >&2; exit 1; }
-server_errors=$(curl -fsS "http://127.0.0.1:$port/metrics" | awk '/^client_telemetry_requests_total\{status="5/ { s += $NF } END { printf "%d", s }')
+server_errors=$(curl -fsS "http://127.0.0.1:$port/metrics" | awk '/^client_telemetry_requests_total\{.*status="5/ { s += $NF } END { printf "%d", s }')
 
 warmup=$((seconds / 3 > 10 ? seconds / 3 : 10))
 half=$((seconds / 2))

@@ -120,6 +120,7 @@ fn ingest_server(
     let max_body_bytes = settings.body.max_body_bytes;
     let metrics = ingest_state.metrics.clone();
     let on_connect = Arc::new(transport::on_connect(transport.max_connection_age));
+    let otlp_path = settings.otlp_path.clone();
     let app = move || {
         App::new()
             .app_data(ingest_state.clone())
@@ -129,6 +130,9 @@ fn ingest_server(
             .wrap(from_fn(transport::close_on_unfinished_body))
             .route(ingest::PATH, web::post().to(ingest::ingest))
             .route(ingest::PATH, web::get().to(client_assets::solver))
+            .route(&otlp_path, web::post().to(ingest::ingest_otlp))
+            .route(ingest::faro::PATH, web::post().to(ingest::ingest_faro))
+            .route(ingest::faro::PATH_WITH_KEY, web::post().to(ingest::ingest_faro))
             .configure(client_assets::routes)
             .configure(|cfg| {
                 if health_on_ingest {
@@ -143,9 +147,11 @@ fn ingest_server(
     if transport.workers > 0 {
         server = server.workers(transport.workers);
     }
+    let route_otlp_path = settings.otlp_path.clone();
     let server = server.listen("ingest", listener, move || {
         let on_connect = on_connect.clone();
         let metrics = metrics.clone();
+        let otlp_path = route_otlp_path.clone();
         HttpService::build()
             .keep_alive(transport.keep_alive)
             .client_request_timeout(transport.header_read_timeout)
@@ -154,12 +160,15 @@ fn ingest_server(
             .on_connect_ext(move |io: &_, extensions: &mut _| on_connect(io as &dyn Any, extensions))
             .expect(fn_service(move |request: Request| {
                 let refused = transport::announced_over(&request, max_body_bytes);
+                let format = ingest_format(request.path(), &otlp_path);
                 let metrics = metrics.clone();
                 async move {
                     match refused {
                         false => Ok(request),
                         true => {
-                            metrics.count_request(StatusCode::PAYLOAD_TOO_LARGE);
+                            if let Some(format) = format {
+                                metrics.count_request(format, StatusCode::PAYLOAD_TOO_LARGE);
+                            }
                             Err(actix_web::Error::from(IngestError::PayloadTooLarge { limit: max_body_bytes }))
                         }
                     }
@@ -171,6 +180,16 @@ fn ingest_server(
             .tcp()
     })?;
     Ok((server.run(), addr.to_string()))
+}
+
+/// Which ingest route a path is, if any (for counting what is refused before routing).
+fn ingest_format(path: &str, otlp_path: &str) -> Option<ingest::Format> {
+    match path {
+        ingest::PATH => Some(ingest::Format::Native),
+        _ if path == otlp_path => Some(ingest::Format::Otlp),
+        _ if path == ingest::faro::PATH || path.starts_with("/collect/") => Some(ingest::Format::Faro),
+        _ => None,
+    }
 }
 
 /// The optional admin listener: health and metrics only, so /metrics need not be public.
@@ -199,6 +218,8 @@ fn cors(origins: &[String]) -> Cors {
             header::HeaderName::from_static(ingest::SESSION_HEADER),
             header::HeaderName::from_static(ingest::BATCH_HEADER),
             header::HeaderName::from_static(challenge::PROOF_HEADER),
+            header::HeaderName::from_static(ingest::faro::SESSION_HEADER),
+            header::HeaderName::from_static(ingest::faro::IDEMPOTENCY_HEADER),
         ])
         .expose_headers([
             header::RETRY_AFTER,

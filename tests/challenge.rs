@@ -34,14 +34,7 @@ fn send(gateway: &Gateway, ip: &str, session: &str, proof: Option<&str>) -> Repl
     let proof = proof.map(|p| format!("&proof={p}")).unwrap_or_default();
     let url = gateway.url(&format!("{INGEST}?session={session}{proof}"));
     let request = ureq::post(&url).set("content-type", "application/json").set("x-forwarded-for", ip);
-    let response = match request.send_string(&batch(1)) {
-        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
-        Err(error) => panic!("{error}"),
-    };
-    let names = response.headers_names();
-    let headers =
-        names.iter().map(|n| (n.to_ascii_lowercase(), response.header(n).unwrap_or("").to_string())).collect();
-    Reply { status: response.status(), headers, body: response.into_string().unwrap() }
+    support::reply(request.send_string(&batch(1)))
 }
 
 /// Floods from `ip` until a refusal carries a challenge; returns it.

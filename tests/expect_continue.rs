@@ -23,7 +23,7 @@ fn an_announced_body_over_the_limit_gets_413_without_being_read() {
     assert!(first.body.contains("limit of 1000 bytes"), "{}", first.body);
     assert!(started.elapsed() < Duration::from_secs(2), "answered at once: {:?}", started.elapsed());
     assert!(closed_by_peer(&mut stream, Duration::from_secs(3)), "the unread body cannot follow on this connection");
-    assert_eq!(gateway.metric(r#"client_telemetry_requests_total{status="413"}"#), 1.0, "counted");
+    assert_eq!(gateway.metric(r#"client_telemetry_requests_total{route="native",status="413"}"#), 1.0, "counted");
 }
 
 #[test]

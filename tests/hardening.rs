@@ -49,7 +49,7 @@ fn an_api_key_is_required_when_configured() {
     assert_eq!(gateway.post_with(&[("content-type", "application/json"), ("x-api-key", KEY)], &batch(1)).status, 204);
     let beacon = gateway.post_to(&format!("{}?key={KEY}", gateway.url(support::INGEST)), &batch(1));
     assert_eq!(beacon.status, 204);
-    assert_eq!(gateway.metric(r#"client_telemetry_requests_total{status="401"}"#), 2.0);
+    assert_eq!(gateway.metric(r#"client_telemetry_requests_total{route="native",status="401"}"#), 2.0);
     assert_eq!(gateway.wait_for_events(2).len(), 2);
 }
 
@@ -76,7 +76,7 @@ fn a_refused_origin_costs_no_quota_writes_no_event_and_is_counted_and_logged_onc
         assert_eq!(gateway.post_with(&[("origin", "http://localhost:3000")], &batch(3)).status, 403);
     }
     assert_eq!(gateway.post_with(&[("origin", "https://other.example")], &batch(3)).status, 403);
-    assert_eq!(gateway.metric(r#"client_telemetry_requests_total{status="403"}"#), 6.0);
+    assert_eq!(gateway.metric(r#"client_telemetry_requests_total{route="native",status="403"}"#), 6.0);
     // The refusals spent none of the client's quota: its two requests still pass.
     for _ in 0..2 {
         assert_eq!(gateway.post_with(&[("origin", "https://app.example.com")], &batch(1)).status, 204);
@@ -244,7 +244,7 @@ fn a_trickled_body_gets_408_and_a_slow_but_complete_one_is_served() {
     assert!(closed_by_peer(&mut stream, Duration::from_secs(3)));
     drop(stream);
     trickler.join().unwrap();
-    assert_eq!(gateway.metric(r#"client_telemetry_requests_total{status="408"}"#), 1.0);
+    assert_eq!(gateway.metric(r#"client_telemetry_requests_total{route="native",status="408"}"#), 1.0);
 }
 
 #[test]

@@ -148,8 +148,8 @@ fn metrics_count_known_traffic() {
     warn["level"] = json!("warn");
     assert_eq!(gateway.post(&json!({ "events": [warn, event("error", "e")] }).to_string()).status, 204);
     assert_eq!(gateway.post("nope").status, 400);
-    assert_eq!(gateway.metric(r#"client_telemetry_requests_total{status="204"}"#), 4.0);
-    assert_eq!(gateway.metric(r#"client_telemetry_requests_total{status="400"}"#), 1.0);
+    assert_eq!(gateway.metric(r#"client_telemetry_requests_total{route="native",status="204"}"#), 4.0);
+    assert_eq!(gateway.metric(r#"client_telemetry_requests_total{route="native",status="400"}"#), 1.0);
     assert_eq!(gateway.metric(r#"client_telemetry_events_total{app="",level="info"}"#), 60.0);
     assert_eq!(gateway.metric(r#"client_telemetry_events_total{app="",level="warn"}"#), 1.0);
     assert_eq!(gateway.metric(r#"client_telemetry_events_total{app="",level="error"}"#), 1.0);

@@ -60,7 +60,10 @@ fn a_stuck_stdout_gets_503_not_silent_loss_and_every_204_event_is_in_the_log() {
         "after {accepted} accepted and {refused} refused, lines must be refused, not queued without end"
     );
     let metrics = reply(agent.get(&format!("{base}/metrics")).call()).body;
-    assert_eq!(metric_value(&metrics, r#"client_telemetry_requests_total{status="503"}"#), refused as f64);
+    assert_eq!(
+        metric_value(&metrics, r#"client_telemetry_requests_total{route="native",status="503"}"#),
+        refused as f64
+    );
 
     // The shipper resumes reading: the gateway accepts again without a restart.
     let reader = std::thread::spawn(move || {

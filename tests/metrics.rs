@@ -24,8 +24,11 @@ fn every_known_label_value_of_every_labelled_counter_starts_at_0() {
     ]);
     let exposition = gateway.get(&gateway.admin_url("/metrics")).body;
 
-    for status in ["200", "204", "400", "401", "403", "408", "413", "415", "429", "503"] {
-        assert_zero(&exposition, &format!(r#"client_telemetry_requests_total{{status="{status}"}}"#));
+    for route in ["native", "otlp", "faro"] {
+        for status in ["200", "202", "204", "400", "401", "403", "408", "413", "415", "429", "503"] {
+            let sample = format!(r#"client_telemetry_requests_total{{route="{route}",status="{status}"}}"#);
+            assert_zero(&exposition, &sample);
+        }
     }
     for app in ["", "shop", "admin"] {
         for level in ["info", "warn", "error"] {

@@ -32,7 +32,7 @@ fn over_the_limit_is_429_with_retry_after_and_ratelimit_headers() {
     assert!((60..=62).contains(&retry_after), "Retry-After {retry_after}");
     assert_eq!(refused.header("ratelimit"), Some(format!(r#""ip";r=0;t={retry_after}"#).as_str()));
     assert_eq!(refused.json()["retryAfter"], retry_after);
-    assert_eq!(gateway.metric(r#"client_telemetry_requests_total{status="429"}"#), 1.0);
+    assert_eq!(gateway.metric(r#"client_telemetry_requests_total{route="native",status="429"}"#), 1.0);
     assert_eq!(
         gateway.metric(r#"client_telemetry_rate_limit_decisions_total{backend="memory",decision="limited"}"#),
         1.0
@@ -205,7 +205,7 @@ fn a_retried_batch_is_logged_once_and_answered_as_a_duplicate() {
     assert_eq!(gateway.metric("client_telemetry_duplicate_batches_total"), 2.0);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(gateway.wait_for_events(7).len(), 7, "3 + 2 + 1 + 1: the duplicates were not logged");
-    assert!(gateway.metric(r#"client_telemetry_requests_total{status="200"}"#) == 2.0);
+    assert!(gateway.metric(r#"client_telemetry_requests_total{route="native",status="200"}"#) == 2.0);
 }
 
 #[test]

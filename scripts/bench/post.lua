@@ -17,7 +17,10 @@ end
 
 wrk.method = "POST"
 wrk.body = body
-wrk.headers["Content-Type"] = "text/plain;charset=UTF-8"
+-- The route and Content-Type of the body's format (the native batch by default).
+local route = os.getenv("BENCH_PATH") or "/api/client-telemetry"
+wrk.path = route
+local content_type = os.getenv("BENCH_CONTENT_TYPE") or "text/plain;charset=UTF-8"
 
 -- Optional: $BENCH_IDS=1 names a session per client and a new batch id per request in the query
 -- string, as the browser client does (per-session limits and de-duplication).
@@ -32,11 +35,12 @@ function request()
   n = n + 1
   local c = n % clients
   local ip = string.format("10.%d.%d.%d", math.floor(c / 65536) % 256, math.floor(c / 256) % 256, c % 256)
-  local path = nil
+  local path = route
   if ids then
     path = string.format("/api/client-telemetry?session=s-%d&batch=%d-%d-%d", c, os.time(), tid, n)
   end
-  return wrk.format(nil, path, { ["X-Forwarded-For"] = ip }, nil)
+  -- wrk.format takes these headers instead of wrk.headers: the Content-Type goes here too.
+  return wrk.format(nil, path, { ["X-Forwarded-For"] = ip, ["Content-Type"] = content_type }, nil)
 end
 
 function done(summary, latency, requests)

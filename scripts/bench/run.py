@@ -42,6 +42,7 @@ class Scenario:
     replicas: int = 1
     ids: bool = False  # session and batch ids on every request, as the browser client sends them
     gateway_bin: Path = None  # another build of the gateway (--compare); None: this checkout's
+    body: str = "native"  # native, otlp-json, otlp-proto or faro: the format (and route) of the load
 
 
 def scenarios(selected):
@@ -75,6 +76,11 @@ def scenarios(selected):
         # send the browser client's session and batch ids, which only the second reads
         Scenario("memory+ids", ids=True),
         Scenario("memory+ids+challenge", env=CHALLENGE, ids=True),
+        # the other front doors, same 20 events a request: OTLP/HTTP logs as the OpenTelemetry JS
+        # exporters send them (JSON and protobuf) on /v1/logs, and a Faro payload on /collect
+        Scenario("otlp-json-ingest", body="otlp-json"),
+        Scenario("otlp-proto-ingest", body="otlp-proto"),
+        Scenario("faro-ingest", body="faro"),
     ]
     by_name = {s.name: s for s in all_}
     unknown = [n for n in selected if n not in by_name]
@@ -125,13 +131,98 @@ def event(i):
     }
 
 
-def body_file(events, tmp):
-    path = Path(tmp) / f"body-{events}.json"
+def body_file(events, tmp, fmt="native"):
+    path = Path(tmp) / f"body-{fmt}-{events}"
     if not path.exists():
-        body = event(0) if events == 1 else {"events": [event(i) for i in range(events)]}
-        # compact, as the browser client sends it (JSON.stringify): no spaces after , and :
+        if fmt == "otlp-proto":
+            path.write_bytes(otlp_protobuf(events))
+            return path
+        if fmt == "otlp-json":
+            body = otlp_json(events)
+        elif fmt == "faro":
+            body = faro(events)
+        else:
+            body = event(0) if events == 1 else {"events": [event(i) for i in range(events)]}
+        # compact, as the browser SDKs send it (JSON.stringify): no spaces after , and :
         path.write_text(json.dumps(body, separators=(",", ":")))
     return path
+
+
+# Each format's route and Content-Type.
+ROUTES = {"native": ("/api/client-telemetry", "text/plain;charset=UTF-8"),
+          "otlp-json": ("/v1/logs", "application/json"),
+          "otlp-proto": ("/v1/logs", "application/x-protobuf"),
+          "faro": ("/collect", "application/json")}
+SERVICE = {"service.name": "shop", "service.version": "1.4.2", "telemetry.sdk.name": "opentelemetry",
+           "telemetry.sdk.language": "webjs", "telemetry.sdk.version": "2.12.1"}
+
+
+def otlp_attributes(i):
+    """The native event's context and session, as OTLP record attributes (values typed)."""
+    e = event(i)
+    return {"session.id": e["sessionId"], "action": "button_click", "component": "PayButton", "cartItems": 3,
+            "total": 59.9, "flag": "fast-pay"}
+
+
+def otlp_json(events):
+    def value(v):
+        if isinstance(v, bool):
+            return {"boolValue": v}
+        if isinstance(v, int):
+            return {"intValue": str(v)}
+        if isinstance(v, float):
+            return {"doubleValue": v}
+        return {"stringValue": v}
+    kvs = lambda d: [{"key": k, "value": value(v)} for k, v in d.items()]
+    records = [{"timeUnixNano": "1795861845123000000", "observedTimeUnixNano": "1795861845123000000",
+                "severityNumber": (9, 13, 17)[i % 3], "severityText": ("INFO", "WARN", "ERROR")[i % 3],
+                "body": {"stringValue": event(i)["message"]}, "attributes": kvs(otlp_attributes(i))}
+               for i in range(events)]
+    return {"resourceLogs": [{"resource": {"attributes": kvs(SERVICE)},
+                              "scopeLogs": [{"scope": {"name": "checkout-form"}, "logRecords": records}]}]}
+
+
+def otlp_protobuf(events):
+    """The same export in protobuf, encoded by hand (field numbers of opentelemetry-proto)."""
+    def varint(n):
+        out = bytearray()
+        while True:
+            b, n = n & 0x7F, n >> 7
+            out.append(b | (0x80 if n else 0))
+            if not n:
+                return bytes(out)
+    field = lambda tag, data: varint(tag << 3 | 2) + varint(len(data)) + data
+    def any_value(v):
+        if isinstance(v, bool):
+            return varint(2 << 3) + varint(int(v))
+        if isinstance(v, int):
+            return varint(3 << 3) + varint(v)
+        if isinstance(v, float):
+            return varint(4 << 3 | 1) + __import__("struct").pack("<d", v)
+        return field(1, v.encode())
+    kvs = lambda tag, d: b"".join(field(tag, field(1, k.encode()) + field(2, any_value(v))) for k, v in d.items())
+    fixed64 = lambda tag, n: varint(tag << 3 | 1) + n.to_bytes(8, "little")
+    records = b"".join(field(2, fixed64(1, 1795861845123000000) + varint(2 << 3) + varint((9, 13, 17)[i % 3])
+                             + field(3, ("INFO", "WARN", "ERROR")[i % 3].encode())
+                             + field(5, any_value(event(i)["message"])) + kvs(6, otlp_attributes(i))
+                             + fixed64(11, 1795861845123000000))
+                       for i in range(events))
+    scope_logs = field(1, field(1, b"checkout-form")) + records
+    resource_logs = field(1, kvs(1, SERVICE)) + field(2, scope_logs)
+    return field(1, resource_logs)
+
+
+def faro(events):
+    """A Faro web SDK payload: meta once, then logs (with context), as @grafana/faro-core sends it."""
+    logs = [{"message": event(i)["message"], "level": ("info", "warn", "error")[i % 3],
+             "context": {"action": "button_click", "component": "PayButton", "cartItems": "3"},
+             "timestamp": "2026-11-28T10:30:45.123Z"} for i in range(events)]
+    meta = {"sdk": {"name": "faro-web", "version": "2.12.1"},
+            "app": {"name": "shop", "version": "1.4.2", "environment": "production"},
+            "session": {"id": "7f9c2ba4-e88f-4a0b-9c1d-3b5a6e7d8f90", "attributes": {"isSampled": "true"}},
+            "page": {"url": "https://shop.example/checkout"},
+            "browser": {"name": "Chrome", "version": "126", "os": "Linux", "mobile": False, "language": "en-US"}}
+    return {"meta": meta, "logs": logs}
 
 
 class Redis:
@@ -267,8 +358,9 @@ def run_one(s, args, services, tmp):
         for port in ports:
             wait_port(port)
         idle_rss = max(rss_mb(p.pid, "VmRSS") for p in procs)
-        wrk_env = {**os.environ, "BENCH_BODY": str(body_file(s.events, tmp)), "BENCH_CLIENTS": str(s.clients),
-                   "BENCH_IDS": "1" if s.ids else "0"}
+        route, content_type = ROUTES[s.body]
+        wrk_env = {**os.environ, "BENCH_BODY": str(body_file(s.events, tmp, s.body)), "BENCH_CLIENTS": str(s.clients),
+                   "BENCH_IDS": "1" if s.ids else "0", "BENCH_PATH": route, "BENCH_CONTENT_TYPE": content_type}
         connections = max(args.connections // s.replicas, 1)
         wrk_args = [f"-t{args.threads}", f"-c{connections}"]
         run_wrk(ports, wrk_args, wrk_env, 1)  # warm-up

@@ -21,7 +21,7 @@ mod limits;
 mod origin;
 
 pub use limits::{Limits, LimitsConfig, OriginLimits};
-pub use origin::{App, Browser, Origin, Sdk, WireOrigin, truncate, validate_origin};
+pub use origin::{App, Attributes, Browser, Origin, Sdk, WireOrigin, truncate, validate_origin};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -60,6 +60,20 @@ pub struct Event<'a> {
     /// OTLP attributes).
     pub context: Option<Cow<'a, RawValue>>,
     pub exception: Option<Exception<'a>>,
+    /// What an OTLP or Faro record said beyond the native event; `None` for the native format.
+    pub detail: Option<Box<Detail>>,
+}
+
+/// What other formats carry that the native event has not: kept through to the export.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Detail {
+    /// The OTLP `SeverityNumber` (1 to 24), finer than `level`.
+    pub severity_number: Option<u8>,
+    /// 16 bytes, when the record was emitted inside a trace.
+    pub trace_id: Vec<u8>,
+    /// 8 bytes.
+    pub span_id: Vec<u8>,
+    pub trace_flags: u32,
 }
 
 /// An error the page caught or did not (`exception.*` in the semantic conventions). `type` may be
@@ -171,7 +185,61 @@ pub fn validate<'a>(wire: WireEvent<'a>, limits: &Limits) -> Result<Event<'a>, I
         request_id: wire.request_id,
         context,
         exception: wire.exception,
+        detail: None,
     })
+}
+
+/// An event decoded from another format (OTLP, Faro), before validation: owned text, the context
+/// as a JSON object's text.
+pub struct Parts {
+    pub level: Level,
+    pub scope: String,
+    /// Empty when the record names no session.
+    pub session_id: String,
+    pub message: String,
+    pub time_unix_nano: u64,
+    pub context: Option<String>,
+    pub exception: Option<Exception<'static>>,
+    pub detail: Option<Box<Detail>>,
+}
+
+/// The checks `validate` makes, on an event of another format: the same bounds on every field
+/// (the session may be absent), the timestamp written as RFC 3339 for the log line.
+pub fn validate_parts(parts: Parts, limits: &Limits) -> Result<Event<'static>, Invalid> {
+    text_field("scope", &parts.scope, limits.max_scope_bytes, true)?;
+    text_field("session.id", &parts.session_id, limits.max_id_bytes, false)?;
+    text_field("message", &parts.message, limits.max_message_bytes, false)?;
+    let context = parts.context.map(|json| bounded_object(json, "attributes", limits)).transpose()?;
+    if let Some(exception) = &parts.exception {
+        check_exception(exception, &limits.origin)?;
+    }
+    let timestamp = OffsetDateTime::from_unix_timestamp_nanos(i128::from(parts.time_unix_nano))
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .ok_or_else(|| Invalid::new(Reason::InvalidTimestamp, "the time is out of range"))?;
+    Ok(Event {
+        level: parts.level,
+        scope: Cow::Owned(parts.scope),
+        session_id: Cow::Owned(parts.session_id),
+        message: Cow::Owned(parts.message),
+        timestamp: Cow::Owned(timestamp),
+        time_unix_nano: parts.time_unix_nano,
+        request_id: None,
+        context,
+        exception: parts.exception,
+        detail: parts.detail,
+    })
+}
+
+/// A JSON object's text within the context bounds (size, keys, depth), as the native `context` is
+/// checked; `what` names it in the message.
+pub fn bounded_object(json: String, what: &str, limits: &Limits) -> Result<Cow<'static, RawValue>, Invalid> {
+    let raw = RawValue::from_string(json).map_err(|e| Invalid::new(Reason::InvalidContext, e.to_string()))?;
+    parse_context(&raw, limits).map_err(|invalid| Invalid {
+        message: invalid.message.replacen("`context`", &format!("`{what}`"), 1),
+        ..invalid
+    })?;
+    Ok(Cow::Owned(raw))
 }
 
 fn check_exception(exception: &Exception<'_>, limits: &OriginLimits) -> Result<(), Invalid> {
@@ -209,7 +277,7 @@ pub(crate) fn text_field(name: &str, value: &str, max_bytes: usize, required: bo
 
 /// Nanoseconds since 1970 in 64 bits, as OTLP carries them: 1970-01-01T00:00:00Z to
 /// 2554-07-21T23:34:33.709551615Z, the range the message states.
-fn parse_timestamp(value: &str) -> Result<u64, Invalid> {
+pub fn parse_timestamp(value: &str) -> Result<u64, Invalid> {
     let invalid = |reason: &str| Invalid::new(Reason::InvalidTimestamp, format!("`timestamp` {value:?} {reason}"));
     let time = OffsetDateTime::parse(value, &Rfc3339)
         .map_err(|_| invalid("is not an RFC 3339 time, e.g. 2025-01-15T10:30:45.123Z"))?;

@@ -9,6 +9,16 @@ use serde::Deserialize;
 
 use super::{Invalid, OriginLimits, Reason, text_field};
 
+/// A bounded JSON object's text, compared by its text.
+#[derive(Debug, Clone)]
+pub struct Attributes<'a>(pub Cow<'a, serde_json::value::RawValue>);
+
+impl PartialEq for Attributes<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
 /// The context of every event of one request. Every field is optional: an old client sends none.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Origin<'a> {
@@ -21,6 +31,9 @@ pub struct Origin<'a> {
     pub user_agent: Option<Cow<'a, str>>,
     /// Only when `CLIENT_TELEMETRY_RECORD_CLIENT_ADDRESS` is on.
     pub client_address: Option<String>,
+    /// Resource attributes an OTLP sender set beyond the ones above, as a bounded JSON object;
+    /// exported as they are (scrubbed), after the gateway's own.
+    pub attributes: Option<Attributes<'a>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -49,6 +62,31 @@ pub struct Sdk<'a> {
     pub name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub version: Option<Cow<'a, str>>,
+}
+
+impl Origin<'_> {
+    /// The same origin, owning its text (for formats whose decoder builds it from a tree).
+    pub fn into_owned(self) -> Origin<'static> {
+        let own = |value: Option<Cow<'_, str>>| value.map(|v| Cow::Owned(v.into_owned()));
+        Origin {
+            app: App {
+                name: own(self.app.name),
+                version: own(self.app.version),
+                environment: own(self.app.environment),
+            },
+            page_url: own(self.page_url),
+            browser: Browser {
+                language: own(self.browser.language),
+                brands: self.browser.brands,
+                platform: own(self.browser.platform),
+                mobile: self.browser.mobile,
+            },
+            sdk: Sdk { name: own(self.sdk.name), version: own(self.sdk.version) },
+            user_agent: own(self.user_agent),
+            client_address: self.client_address,
+            attributes: self.attributes.map(|a| Attributes(Cow::Owned(a.0.into_owned()))),
+        }
+    }
 }
 
 /// The batch's own fields as sent, before validation.
@@ -132,7 +170,7 @@ pub fn validate_origin<'a>(wire: WireOrigin<'a>, limits: &OriginLimits) -> Resul
             Browser { language: wire.language, brands: formatted, platform: wire.platform, mobile: wire.mobile }
         }
     };
-    Ok(Origin { app, page_url, browser, sdk, user_agent: None, client_address: None })
+    Ok(Origin { app, page_url, browser, sdk, user_agent: None, client_address: None, attributes: None })
 }
 
 /// `value` cut to at most `max` bytes, at a character boundary.

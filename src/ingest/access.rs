@@ -58,6 +58,8 @@ const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(60);
 const REFUSAL_LOG_ORIGINS: u64 = 1000;
 
 pub const API_KEY_HEADER: &str = "x-api-key";
+/// The path segment of `/collect/{app-key}` that carries the API key.
+pub const APP_KEY_SEGMENT: &str = "app_key";
 
 /// What is kept of an API key. Comparing digests keeps the comparison constant-time whatever the
 /// length of what a client sends.
@@ -112,7 +114,8 @@ impl Access {
         Err(IngestError::OriginNotAllowed(origin))
     }
 
-    /// The `X-Api-Key` header, or the `key` query parameter for `sendBeacon`, which cannot set headers.
+    /// The `X-Api-Key` header; the app key in the path (`/collect/{app-key}`, as Faro's hosted
+    /// collector has it); or the `key` query parameter for `sendBeacon`, which cannot set headers.
     fn check_api_key(&self, request: &HttpRequest) -> Result<(), IngestError> {
         let digests = &self.settings.api_key_digests;
         if digests.is_empty() {
@@ -125,7 +128,8 @@ impl Access {
                 .and_then(|q| q.0.key)
                 .map(String::into_bytes)
         };
-        let Some(presented) = from_header.or_else(from_query) else {
+        let from_path = || request.match_info().get(APP_KEY_SEGMENT).map(|key| key.as_bytes().to_vec());
+        let Some(presented) = from_header.or_else(from_path).or_else(from_query) else {
             return Err(IngestError::MissingApiKey);
         };
         let presented = sha256(&SHA256, &presented);

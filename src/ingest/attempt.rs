@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use actix_web::{HttpRequest, web};
 
-use super::response::IngestError;
+use super::{formats::Format, response::IngestError};
 use crate::{
     challenge::PROOF_HEADER,
     client_ip::ClientIdentity,
@@ -43,21 +43,31 @@ impl IdParams {
     }
 }
 
+/// `format` says which header names the session (none for OTLP) and whether there is a batch id;
+/// the query parameters are the native format's (`sendBeacon`).
 pub fn attempt(
     request: &HttpRequest,
+    format: Format,
     identity: &ClientIdentity,
     limiter: &Limiter,
     challenge: bool,
     max_id_bytes: usize,
 ) -> Result<(Attempt, Option<String>), IngestError> {
     let client = identity.client_ip(request).unwrap_or(Ipv4Addr::UNSPECIFIED.into());
-    // A token is bound to a session: with the challenge on, the session id is read too.
-    let (sessions, dedup) = (limiter.limits_sessions() || challenge, limiter.deduplicates());
+    let session_header = format.session_header();
+    // A token is bound to a session: with the challenge on (our client's), the session id is read too.
+    let challenge = challenge && format == Format::Native;
+    let sessions = (limiter.limits_sessions() || challenge) && session_header.is_some();
+    let batch_header = format.batch_header();
+    let dedup = limiter.deduplicates() && batch_header.is_some();
     if !sessions && !dedup {
         return Ok((Attempt { client, session: None, batch: None, verified: false }, None));
     }
-    let query =
-        if request.query_string().is_empty() { IdParams::default() } else { IdParams::parse(request.query_string()) };
+    let query = if request.query_string().is_empty() || format != Format::Native {
+        IdParams::default()
+    } else {
+        IdParams::parse(request.query_string())
+    };
     // The header first; the query parameter for `sendBeacon`. Either one given twice is refused.
     let named = |what: &'static str, header: &str, param: Option<Result<String, Twice>>| {
         let mut values = request.headers().get_all(header);
@@ -72,11 +82,15 @@ pub fn attempt(
     };
     let max = max_id_bytes;
     let session = match sessions {
-        true => named("session", SESSION_HEADER, query.session)?.map(|id| valid_id("session", id, max)).transpose()?,
+        true => named("session", session_header.unwrap_or(SESSION_HEADER), query.session)?
+            .map(|id| valid_id("session", id, max))
+            .transpose()?,
         false => None,
     };
     let batch = match dedup {
-        true => named("batch", BATCH_HEADER, query.batch)?.map(|id| valid_id("batch", id, max)).transpose()?,
+        true => named("batch", batch_header.unwrap_or(BATCH_HEADER), query.batch)?
+            .map(|id| valid_id("batch", id, max))
+            .transpose()?,
         false => None,
     };
     let proof = match challenge {

@@ -1,4 +1,4 @@
-//! Reading the request body: accepted content types and encodings, a size cap that holds for
+//! Reading the request body: accepted encodings, a size cap that holds for
 //! chunked bodies as well as announced ones and for the decompressed bytes of a gzip body, and a
 //! deadline that cuts off a client trickling its body in.
 
@@ -51,18 +51,6 @@ pub struct BodyLimits {
     pub max_gzip_ratio: usize,
     /// Time from the end of the headers to the end of the body (cuts off trickling clients).
     pub body_read_timeout: std::time::Duration,
-}
-
-/// `application/json`, `text/plain` (what `sendBeacon` sends for a string, any charset) or none.
-pub fn check_content_type(request: &HttpRequest) -> Result<(), IngestError> {
-    let Some(value) = request.headers().get(header::CONTENT_TYPE) else {
-        return Ok(());
-    };
-    let essence = value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    match essence.as_str() {
-        "" | "application/json" | "text/plain" => Ok(()),
-        _ => Err(IngestError::UnsupportedMediaType(essence)),
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,8 @@
 //! come first; the batch context and the exception follow under keys that are present only when
 //! known: `app`, `release`, `environment`, `pageUrl`, `browser` {language, brands, platform,
 //! mobile}, `sdk` {name, version}, `userAgent`, `clientAddress`, `exception` {type, message,
-//! stacktrace}.
+//! stacktrace}, and for the OTLP format `resource` (the sender's other resource attributes),
+//! `traceId` and `spanId`.
 
 use std::borrow::Cow;
 
@@ -12,10 +13,10 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use slog::{KV, Logger, Record};
 
-use crate::event::{Browser, Event, Exception, Level, Origin, Sdk};
+use crate::event::{Browser, Detail, Event, Exception, Level, Origin, Sdk};
 
 pub fn write(log: &Logger, origin: &Origin<'_>, event: &Event<'_>, received_at: &str) {
-    let known = Known { origin, exception: event.exception.as_ref() };
+    let known = Known { origin, exception: event.exception.as_ref(), detail: event.detail.as_deref() };
     // slog levels are compile-time constants, hence one arm per level.
     macro_rules! write_line {
         ($macro:ident) => {
@@ -72,11 +73,12 @@ impl slog::Value for Context<'_> {
 struct Known<'a> {
     origin: &'a Origin<'a>,
     exception: Option<&'a Exception<'a>>,
+    detail: Option<&'a Detail>,
 }
 
 impl KV for Known<'_> {
     fn serialize(&self, _: &Record, serializer: &mut dyn slog::Serializer) -> slog::Result {
-        let Origin { app, page_url, browser, sdk, user_agent, client_address } = self.origin;
+        let Origin { app, page_url, browser, sdk, user_agent, client_address, attributes } = self.origin;
         let strings = [
             ("app", &app.name),
             ("release", &app.version),
@@ -107,8 +109,19 @@ impl KV for Known<'_> {
             };
             serializer.emit_serde("exception", &Nested(line))?;
         }
+        if let Some(attributes) = attributes {
+            serializer.emit_serde("resource", &Context(Some(Cow::Borrowed(&*attributes.0))))?;
+        }
+        if let Some(detail) = self.detail.filter(|d| !d.trace_id.is_empty()) {
+            serializer.emit_str("traceId", &hex(&detail.trace_id))?;
+            serializer.emit_str("spanId", &hex(&detail.span_id))?;
+        }
         Ok(())
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Serialize)]

@@ -1,5 +1,6 @@
-//! The request path, top to bottom: access (origin, API key) → rate limit per IP and session, and
-//! duplicate check → content type and encoding → size limit (of the decompressed body) → parse →
+//! The request path of every ingest format, top to bottom: access (origin, API key) → rate limit
+//! per IP and session, and duplicate check → content type and encoding → size limit (of the
+//! decompressed body) → decode (the only step that differs by format, see `formats`) →
 //! validate → app allow-list → request context (User-Agent, client address) → scrub → log (and wait
 //! until written) → forward (queue only) → remember the batch id → answer. A refused request (400 for a bad id, 401, 403, 429) or a duplicate costs no quota; one
 //! that passed the limiter has spent its quota even if its body is then refused, so malformed
@@ -18,7 +19,9 @@ use actix_web::{
 
 use super::{IngestState, metrics::AppLabel};
 use super::{
-    attempt, body, decode, event_log, response,
+    attempt, body, event_log,
+    formats::{Content, Format, otlp},
+    response,
     response::{Challenged, IngestError},
 };
 use crate::{
@@ -27,30 +30,55 @@ use crate::{
     event::{Event, Origin},
 };
 
+/// `POST /api/client-telemetry`: the native batch.
 pub async fn ingest(request: HttpRequest, payload: web::Payload, state: web::Data<IngestState>) -> HttpResponse {
+    handle(Format::Native, request, payload, state).await
+}
+
+/// `POST /v1/logs`: OTLP/HTTP logs.
+pub async fn ingest_otlp(request: HttpRequest, payload: web::Payload, state: web::Data<IngestState>) -> HttpResponse {
+    handle(Format::Otlp, request, payload, state).await
+}
+
+/// `POST /collect` and `/collect/{app-key}`: the Faro web SDK.
+pub async fn ingest_faro(request: HttpRequest, payload: web::Payload, state: web::Data<IngestState>) -> HttpResponse {
+    handle(Format::Faro, request, payload, state).await
+}
+
+async fn handle(
+    format: Format,
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<IngestState>,
+) -> HttpResponse {
     let started = Instant::now();
     let _in_flight = state.lifecycle.enter();
-    let mut response = limit_then_accept(&request, payload, &state).await;
+    let mut response = limit_then_accept(format, &request, payload, &state).await;
     if state.lifecycle.is_shutting_down() {
         // Draining: the client should open its next connection to another replica.
         response.head_mut().set_connection_type(ConnectionType::Close);
     }
-    state.metrics.count_request(response.status());
+    state.metrics.count_request(format, response.status());
     state.metrics.request_duration.observe(started.elapsed().as_secs_f64());
     response
 }
 
-async fn limit_then_accept(request: &HttpRequest, payload: web::Payload, state: &IngestState) -> HttpResponse {
+async fn limit_then_accept(
+    format: Format,
+    request: &HttpRequest,
+    payload: web::Payload,
+    state: &IngestState,
+) -> HttpResponse {
     if let Err(error) = state.access.check(request) {
-        return error_response(state, error);
+        return error_response(state, format, request, error);
     }
     let challenging = state.challenger.is_some();
     let max_id = state.limits.max_id_bytes;
-    let (mut attempt, presented) = match attempt::attempt(request, &state.identity, &state.limiter, challenging, max_id)
-    {
-        Ok(attempt) => attempt,
-        Err(error) => return error_response(state, error),
-    };
+    let (mut attempt, presented) =
+        match attempt::attempt(request, format, &state.identity, &state.limiter, challenging, max_id) {
+            Ok(attempt) => attempt,
+            Err(error) => return error_response(state, format, request, error),
+        };
     // Off, or nothing presented (the normal path): no proof to check.
     let proof = match (&state.challenger, &presented) {
         (Some(challenger), Some(presented)) => {
@@ -64,15 +92,16 @@ async fn limit_then_accept(request: &HttpRequest, payload: web::Payload, state: 
     let mut response = if decision.duplicate {
         response::duplicate()
     } else if decision.allowed {
-        match accept(request, payload, state).await {
+        match accept(format, request, payload, state).await {
             Ok(response) => {
                 state.limiter.accepted(&attempt);
                 response
             }
-            Err(error) => error_response(state, error),
+            Err(error) => error_response(state, format, request, error),
         }
     } else {
-        error_response(state, IngestError::RateLimited(decision, challenged(state, &attempt, &proof)))
+        let challenged = challenged(state, &attempt, &proof);
+        error_response(state, format, request, IngestError::RateLimited(decision, challenged))
     };
     state.rate_limit_headers.apply(&mut response, &decision);
     // The client replaces its proof with this header's value after every answer.
@@ -100,23 +129,28 @@ fn challenged(state: &IngestState, attempt: &crate::ratelimit::Attempt, proof: &
 }
 
 async fn accept(
+    format: Format,
     request: &HttpRequest,
     payload: web::Payload,
     state: &IngestState,
 ) -> Result<HttpResponse, IngestError> {
-    body::check_content_type(request)?;
+    let content = format.content(request)?;
     let encoding = body::content_encoding(request, &state.body_limits)?;
     let raw = body::read_limited(request, payload, &state.body_limits).await?;
     let body = match encoding {
         body::Encoding::Identity => Cow::Borrowed(&raw[..]),
         body::Encoding::Gzip => Cow::Owned(body::gunzip(&raw, &state.body_limits)?),
     };
-    let batch = decode::decode_body(&body, &state.limits);
+    let batch = format.decode(&body, content, &state.limits);
     let mut batch = batch.inspect_err(|e| {
         if let IngestError::NoValidEvents(rejected) = e {
             state.metrics.count_rejections(rejected.iter().map(|r| r.invalid.reason));
         }
     })?;
+    if batch.events.is_empty() {
+        // An empty OTLP export: nothing to log, and a success, as the specification has it.
+        return Ok(format.accepted(content, 0, &batch.rejected));
+    }
 
     let app = batch.origin.app.name.as_deref();
     let Some(app_label) = state.metrics.app_label(app) else {
@@ -150,7 +184,8 @@ async fn accept(
     let Ok(receipt) = lines.ship() else { return Err(IngestError::LogUnavailable) };
     // The lines are the writer's now, and it writes all it holds before the process exits: from
     // here the events are settled even if this request is cancelled while it waits.
-    let settle = Settle { state, app_label, origin: &batch.origin, events: &batch.events };
+    let settle =
+        Settle { state, app_label, origin: &batch.origin, events: &batch.events, _in_flight: state.lifecycle.enter() };
     let written = actix_web::rt::time::timeout(state.log_write_timeout, receipt.written()).await.unwrap_or(false);
     if !written {
         std::mem::forget(settle);
@@ -159,7 +194,7 @@ async fn accept(
     drop(settle);
     state.metrics.batch_size.observe(batch.events.len() as f64);
     state.metrics.count_rejections(batch.rejected.iter().map(|r| r.invalid.reason));
-    Ok(response::accepted(batch.events.len(), &batch.rejected))
+    Ok(format.accepted(content, batch.events.len(), &batch.rejected))
 }
 
 /// Counts logged events as accepted and queues them for forwarding (which never waits on the
@@ -171,6 +206,9 @@ struct Settle<'s, 'e> {
     app_label: AppLabel,
     origin: &'s Origin<'e>,
     events: &'s [Event<'e>],
+    /// Held until the events are queued (fields drop after `drop`): the shutdown drain waits for
+    /// it, whatever order a cancelled request's other guards are dropped in.
+    _in_flight: crate::lifecycle::InFlight,
 }
 
 impl Drop for Settle<'_, '_> {
@@ -182,7 +220,12 @@ impl Drop for Settle<'_, '_> {
     }
 }
 
-fn error_response(state: &IngestState, error: IngestError) -> HttpResponse {
+fn error_response(state: &IngestState, format: Format, request: &HttpRequest, error: IngestError) -> HttpResponse {
     error.log(&state.logs.service);
-    error.error_response()
+    let response = error.error_response();
+    match format {
+        // OTLP/HTTP answers a failure with a `google.rpc.Status` in the request's encoding.
+        Format::Otlp => otlp::status_response(response, format.content(request).unwrap_or(Content::Json), &error),
+        _ => response,
+    }
 }

@@ -10,6 +10,7 @@ use std::{collections::VecDeque, sync::Mutex};
 use actix_web::http::StatusCode;
 use prometheus::{Histogram, IntCounter, IntCounterVec};
 
+use super::formats::Format;
 use crate::{
     event::{Event, Level, Reason},
     observability::Metrics,
@@ -17,7 +18,7 @@ use crate::{
 };
 
 /// The statuses the ingest route answers with; their series exist from the start at 0.
-const STATUSES: [u16; 10] = [200, 204, 400, 401, 403, 408, 413, 415, 429, 503];
+const STATUSES: [u16; 11] = [200, 202, 204, 400, 401, 403, 408, 413, 415, 429, 503];
 
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0];
@@ -42,7 +43,8 @@ impl AppLabel {
 #[derive(Clone)]
 pub struct IngestMetrics {
     requests: IntCounterVec,
-    requests_by_status: [(u16, IntCounter); STATUSES.len()],
+    /// By route (`Format as usize`), then status.
+    requests_by_status: [[(u16, IntCounter); STATUSES.len()]; Format::ALL.len()],
     pub request_duration: Histogram,
     pub batch_size: Histogram,
     /// Label values: `""`, then the allow-listed apps.
@@ -58,8 +60,11 @@ pub struct IngestMetrics {
 
 impl IngestMetrics {
     pub fn new(metrics: &Metrics, allowed_apps: &[String]) -> Self {
-        let requests =
-            metrics.counter_vec("client_telemetry_requests_total", "Ingest requests by HTTP status.", &["status"]);
+        let requests = metrics.counter_vec(
+            "client_telemetry_requests_total",
+            "Ingest requests by route (native, otlp, faro) and HTTP status.",
+            &["route", "status"],
+        );
         let events = metrics.counter_vec(
             "client_telemetry_events_total",
             "Accepted events by level and app.",
@@ -83,7 +88,9 @@ impl IngestMetrics {
             &["kind"],
         );
         Self {
-            requests_by_status: STATUSES.map(|status| (status, requests.with_label_values(&[&status.to_string()]))),
+            requests_by_status: Format::ALL.map(|route| {
+                STATUSES.map(|status| (status, requests.with_label_values(&[route.label(), &status.to_string()])))
+            }),
             requests,
             request_duration: metrics.histogram(
                 "client_telemetry_request_duration_seconds",
@@ -103,11 +110,12 @@ impl IngestMetrics {
         }
     }
 
-    /// One ingest request answered with `status`.
-    pub fn count_request(&self, status: StatusCode) {
-        match self.requests_by_status.iter().find(|(known, _)| *known == status.as_u16()) {
+    /// One request of the route of `format` answered with `status`.
+    pub fn count_request(&self, format: Format, status: StatusCode) {
+        let route = &self.requests_by_status[format as usize];
+        match route.iter().find(|(known, _)| *known == status.as_u16()) {
             Some((_, counter)) => counter.inc(),
-            None => self.requests.with_label_values(&[status.as_str()]).inc(),
+            None => self.requests.with_label_values(&[format.label(), status.as_str()]).inc(),
         }
     }
 
@@ -189,13 +197,13 @@ mod tests {
             let sample = format!(r#"client_telemetry_events_rejected_total{{reason="{}"}} 0"#, reason.as_str());
             assert!(fresh.contains(&sample), "{sample}");
         }
-        assert!(fresh.contains(r#"client_telemetry_requests_total{status="415"} 0"#));
-        metrics.count_request(StatusCode::NO_CONTENT);
-        metrics.count_request(StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(fresh.contains(r#"client_telemetry_requests_total{route="otlp",status="415"} 0"#));
+        metrics.count_request(Format::Native, StatusCode::NO_CONTENT);
+        metrics.count_request(Format::Faro, StatusCode::INTERNAL_SERVER_ERROR);
         metrics.count_rejections([Reason::InvalidTimestamp, Reason::InvalidTimestamp].into_iter());
         let text = registry.render();
-        assert!(text.contains(r#"client_telemetry_requests_total{status="204"} 1"#));
-        assert!(text.contains(r#"client_telemetry_requests_total{status="500"} 1"#));
+        assert!(text.contains(r#"client_telemetry_requests_total{route="native",status="204"} 1"#));
+        assert!(text.contains(r#"client_telemetry_requests_total{route="faro",status="500"} 1"#));
         assert!(text.contains(r#"client_telemetry_events_rejected_total{reason="invalid_timestamp"} 2"#));
     }
 

@@ -12,7 +12,7 @@ use actix_web::{
 };
 use serde_json::json;
 
-use super::decode::Rejection;
+use super::formats::{Format, Rejection};
 use crate::{
     challenge::{CHALLENGE_HEADER, Refusal},
     ratelimit::{Decision, Quota, RateLimitSettings},
@@ -21,7 +21,12 @@ use crate::{
 #[derive(Debug)]
 pub enum IngestError {
     RateLimited(Decision, Challenged),
-    UnsupportedMediaType(String),
+    UnsupportedMediaType {
+        found: String,
+        format: Format,
+    },
+    /// An OTLP body that does not decode as an `ExportLogsServiceRequest`.
+    MalformedOtlp(String),
     PayloadTooLarge {
         limit: usize,
     },
@@ -96,9 +101,10 @@ impl fmt::Display for IngestError {
             IngestError::RateLimited(d, _) => {
                 write!(f, "rate limit exceeded: retry after {} s", retry_after_seconds(d))
             }
-            IngestError::UnsupportedMediaType(t) => {
-                write!(f, "unsupported Content-Type {t:?}: send application/json or text/plain")
+            IngestError::UnsupportedMediaType { found, format } => {
+                write!(f, "unsupported Content-Type {found:?}: send {}", format.content_types())
             }
+            IngestError::MalformedOtlp(e) => write!(f, "not an OTLP ExportLogsServiceRequest: {e}"),
             IngestError::PayloadTooLarge { limit } => write!(f, "the body exceeds the limit of {limit} bytes"),
             IngestError::BodyRead(e) => write!(f, "could not read the body: {e}"),
             IngestError::InvalidUtf8 => f.write_str("the body is not valid UTF-8"),
@@ -154,7 +160,7 @@ impl ResponseError for IngestError {
     fn status_code(&self) -> StatusCode {
         match self {
             IngestError::RateLimited(..) => StatusCode::TOO_MANY_REQUESTS,
-            IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IngestError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::PayloadTooLarge { .. }
             | IngestError::DecompressedTooLarge { .. }
             | IngestError::CompressionRatio { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -167,6 +173,7 @@ impl ResponseError for IngestError {
             | IngestError::BodyRead(_)
             | IngestError::InvalidUtf8
             | IngestError::MalformedJson(_)
+            | IngestError::MalformedOtlp(_)
             | IngestError::BadShape(_)
             | IngestError::TooManyEvents { .. }
             | IngestError::InvalidId { .. }

@@ -167,7 +167,7 @@ impl Scrubber {
     /// `User-Agent` (the client address is kept only when asked for, and then as it is).
     pub fn scrub_origin(&self, origin: &mut Origin<'_>) -> Redactions {
         let mut redactions = Redactions::default();
-        let Origin { app, page_url, browser, sdk, user_agent, client_address: _ } = origin;
+        let Origin { app, page_url, browser, sdk, user_agent, client_address: _, attributes } = origin;
         let fields = [
             &mut app.name,
             &mut app.version,
@@ -187,7 +187,20 @@ impl Scrubber {
                 *brand = scrubbed;
             }
         }
+        if let Some(attributes) = attributes {
+            self.scrub_object(&mut attributes.0, &mut redactions);
+        }
         redactions
+    }
+
+    /// A validated JSON object (keys and values), rewritten only when something was redacted.
+    fn scrub_object(&self, object: &mut Cow<'_, serde_json::value::RawValue>, redactions: &mut Redactions) {
+        let mut map: Map<String, Value> = serde_json::from_str(object.get()).expect("a validated object is JSON");
+        let before = redactions.total();
+        self.scrub_map(&mut map, Under::Plain, redactions);
+        if redactions.total() != before {
+            *object = Cow::Owned(serde_json::value::to_raw_value(&map).expect("a JSON map serialises"));
+        }
     }
 
     fn scrub_cow(&self, text: &mut Cow<'_, str>, redactions: &mut Redactions) {
@@ -210,14 +223,8 @@ impl Scrubber {
             }
         }
         if let Some(context) = &mut event.context {
-            let mut map: Map<String, Value> =
-                serde_json::from_str(context.get()).expect("a validated context is a JSON object");
-            let before = redactions.total();
-            self.scrub_map(&mut map, Under::Plain, &mut redactions);
             // Only a context that changed is written anew; otherwise it is logged as sent.
-            if redactions.total() != before {
-                *context = Cow::Owned(serde_json::value::to_raw_value(&map).expect("a JSON map serialises"));
-            }
+            self.scrub_object(context, &mut redactions);
         }
         redactions
     }

@@ -41,7 +41,10 @@ pub struct Gateway {
 pub struct Reply {
     pub status: u16,
     pub headers: HashMap<String, String>,
+    /// The body as text (lossily, for a binary body).
     pub body: String,
+    /// The body as received (protobuf answers).
+    pub raw: Vec<u8>,
 }
 
 impl Reply {
@@ -131,6 +134,15 @@ impl Gateway {
         reply(request.send_bytes(body))
     }
 
+    /// POSTs bytes to `path` (any route) with these headers.
+    pub fn post_path(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let mut request = self.agent.post(&self.url(path));
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        reply(request.send_bytes(body))
+    }
+
     /// POSTs a JSON body to any URL (e.g. the ingest route with a query string).
     pub fn post_to(&self, url: &str, body: &str) -> Reply {
         reply(self.agent.post(url).set("content-type", "application/json").send_string(body))
@@ -145,7 +157,7 @@ impl Gateway {
         reply(self.agent.get(url).call())
     }
 
-    /// The value of one sample in /metrics, e.g. `client_telemetry_requests_total{status="204"}`; 0 if absent.
+    /// The value of one sample in /metrics, e.g. `client_telemetry_requests_total{route="native",status="204"}`; 0 if absent.
     pub fn metric(&self, sample: &str) -> f64 {
         metric_value(&self.get(&self.admin_url("/metrics")).body, sample)
     }
@@ -264,8 +276,10 @@ pub fn reply(result: Result<ureq::Response, ureq::Error>) -> Reply {
         })
         .collect();
     let status = response.status();
-    let body = response.into_string().unwrap_or_default();
-    Reply { status, headers, body }
+    let mut raw = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut response.into_reader(), &mut raw);
+    let body = String::from_utf8_lossy(&raw).into_owned();
+    Reply { status, headers, body, raw }
 }
 
 pub fn metric_value(exposition: &str, sample: &str) -> f64 {

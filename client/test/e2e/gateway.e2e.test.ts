@@ -69,7 +69,7 @@ describe("the client in Chromium against the gateway", () => {
     }
     await sleep(2500);
     expect(requests).toHaveLength(2);
-    expect(await gw.metric("client_telemetry_requests_total", 'status="204"')).toBe(2);
+    expect(await gw.metric("client_telemetry_requests_total", 'route="native",status="204"')).toBe(2);
     expect(errors).toEqual([]);
   });
 
@@ -90,7 +90,7 @@ describe("the client in Chromium against the gateway", () => {
     await sleep(500);
     expect(gw.events.map((e) => e.message)).toEqual(["event 0", "event 1", "event 2", "event 3", "event 4"]);
     // Two requests in all (the page's request events stop at the navigation; the gateway counts).
-    expect(await gw.metric("client_telemetry_requests_total", 'status="204"')).toBe(2);
+    expect(await gw.metric("client_telemetry_requests_total", 'route="native",status="204"')).toBe(2);
     expect(errors).toEqual([]);
   });
 
@@ -127,8 +127,8 @@ describe("the client in Chromium against the gateway", () => {
     expect(requests.length).toBeLessThanOrEqual(3 + limited.length);
     expect(limited.length).toBeLessThanOrEqual(3);
     // What the gateway counted agrees with what the page saw: no request went unseen.
-    expect(await gw.metric("client_telemetry_requests_total", 'status="429"')).toBe(limited.length);
-    expect(await gw.metric("client_telemetry_requests_total", 'status="204"')).toBe(3);
+    expect(await gw.metric("client_telemetry_requests_total", 'route="native",status="429"')).toBe(limited.length);
+    expect(await gw.metric("client_telemetry_requests_total", 'route="native",status="204"')).toBe(3);
     // Chromium itself logs each refused request; nothing else may appear.
     expect(errors.filter((e) => !/status of 429/.test(e))).toEqual([]);
   });

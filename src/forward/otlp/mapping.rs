@@ -64,7 +64,20 @@ pub fn resource(base: &[(String, String)], origin: &Origin<'_>) -> Resource {
     }
     attributes.push(key_value(TELEMETRY_DISTRO_NAME.into(), string(env!("CARGO_PKG_NAME"))));
     attributes.push(key_value(TELEMETRY_DISTRO_VERSION.into(), string(env!("CARGO_PKG_VERSION"))));
-    Resource { attributes, ..Default::default() }
+    // The sender's other resource attributes (OTLP), after the gateway's: never over them.
+    let mut dropped_attributes_count = 0;
+    if let Some(extra) = origin.attributes.as_ref().map(|a| &*a.0) {
+        let set: Vec<String> = attributes.iter().map(|kv| kv.key.clone()).collect();
+        let reserved: Vec<&str> = set.iter().map(String::as_str).collect();
+        let entries = ObjectAttributes {
+            attributes: &mut attributes,
+            dropped: &mut dropped_attributes_count,
+            reserved: &reserved,
+        };
+        let mut deserializer = serde_json::Deserializer::from_str(extra.get());
+        entries.deserialize(&mut deserializer).expect("validated attributes are a JSON object");
+    }
+    Resource { attributes, dropped_attributes_count, ..Default::default() }
 }
 
 pub fn log_record(origin: &Origin<'_>, event: &Event<'_>, observed_time_unix_nano: u64) -> LogRecord {
@@ -74,7 +87,9 @@ pub fn log_record(origin: &Origin<'_>, event: &Event<'_>, observed_time_unix_nan
         Level::Error => (SeverityNumber::Error, "ERROR"),
     };
     let mut attributes = Vec::with_capacity(8);
-    attributes.push(key_value(SESSION_ID.into(), string(&event.session_id)));
+    if !event.session_id.is_empty() {
+        attributes.push(key_value(SESSION_ID.into(), string(&event.session_id)));
+    }
     let mut set = |key: &str, value: Option<&str>| {
         if let Some(value) = value {
             attributes.push(key_value(key.into(), string(value)));
@@ -91,11 +106,15 @@ pub fn log_record(origin: &Origin<'_>, event: &Event<'_>, observed_time_unix_nan
     set(CLIENT_ADDRESS, origin.client_address.as_deref());
     let mut dropped_attributes_count = 0;
     if let Some(context) = event.context.as_deref() {
-        let attributes = ContextAttributes { attributes: &mut attributes, dropped: &mut dropped_attributes_count };
+        let attributes = ObjectAttributes {
+            attributes: &mut attributes,
+            dropped: &mut dropped_attributes_count,
+            reserved: &RECORD_RESERVED,
+        };
         let mut deserializer = serde_json::Deserializer::from_str(context.get());
         attributes.deserialize(&mut deserializer).expect("a validated context is a JSON object");
     }
-    LogRecord {
+    let mut record = LogRecord {
         time_unix_nano: event.time_unix_nano,
         observed_time_unix_nano,
         severity_number: severity as i32,
@@ -104,16 +123,39 @@ pub fn log_record(origin: &Origin<'_>, event: &Event<'_>, observed_time_unix_nan
         attributes,
         dropped_attributes_count,
         ..Default::default()
+    };
+    if let Some(detail) = event.detail.as_deref() {
+        if let Some(number) = detail.severity_number {
+            record.severity_number = i32::from(number);
+            record.severity_text = severity_name(number).into();
+        }
+        record.trace_id.clone_from(&detail.trace_id);
+        record.span_id.clone_from(&detail.span_id);
+        record.flags = detail.trace_flags;
     }
+    record
 }
 
-/// The context's entries appended to the attributes, read straight from its text.
-struct ContextAttributes<'v> {
+/// The short name of a `SeverityNumber` (1 to 24) as the data model gives it: the sender's own
+/// `severityText` is not kept.
+fn severity_name(number: u8) -> &'static str {
+    const NAMES: [&str; 24] = [
+        "TRACE", "TRACE2", "TRACE3", "TRACE4", "DEBUG", "DEBUG2", "DEBUG3", "DEBUG4", "INFO", "INFO2", "INFO3",
+        "INFO4", "WARN", "WARN2", "WARN3", "WARN4", "ERROR", "ERROR2", "ERROR3", "ERROR4", "FATAL", "FATAL2", "FATAL3",
+        "FATAL4",
+    ];
+    NAMES.get(usize::from(number).wrapping_sub(1)).copied().unwrap_or("UNSPECIFIED")
+}
+
+/// A JSON object's entries (the context, or an OTLP sender's resource attributes) appended to the
+/// attributes, read straight from its text; a key the gateway sets itself is dropped and counted.
+struct ObjectAttributes<'v> {
     attributes: &'v mut Vec<KeyValue>,
     dropped: &'v mut u32,
+    reserved: &'v [&'v str],
 }
 
-impl<'de> DeserializeSeed<'de> for ContextAttributes<'_> {
+impl<'de> DeserializeSeed<'de> for ObjectAttributes<'_> {
     type Value = ();
 
     fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -121,7 +163,7 @@ impl<'de> DeserializeSeed<'de> for ContextAttributes<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for ContextAttributes<'_> {
+impl<'de> Visitor<'de> for ObjectAttributes<'_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -130,7 +172,7 @@ impl<'de> Visitor<'de> for ContextAttributes<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<String>()? {
-            if RECORD_RESERVED.contains(&key.as_str()) {
+            if self.reserved.contains(&key.as_str()) {
                 *self.dropped += 1;
                 map.next_value::<de::IgnoredAny>()?;
                 continue;

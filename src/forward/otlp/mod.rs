@@ -69,6 +69,7 @@ mod tests {
             request_id: None,
             context: context.is_object().then(|| Cow::Owned(RawValue::from_string(context.to_string()).unwrap())),
             exception: None,
+            detail: None,
         }
     }
 
@@ -94,6 +95,7 @@ mod tests {
             sdk: Sdk { name: Some("@client-telemetry/browser".into()), version: Some("0.2.0".into()) },
             user_agent: Some("Mozilla/5.0 (Macintosh)".into()),
             client_address: Some("203.0.113.9".into()),
+            attributes: None,
         }
     }
 

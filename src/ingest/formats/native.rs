@@ -7,8 +7,8 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::response::IngestError;
 use crate::event::{Event, Invalid, Limits, Origin, WireEvent, WireOrigin, parse_event, validate, validate_origin};
+use crate::ingest::response::IngestError;
 
 pub struct Batch<'a> {
     /// What the client said of the batch; the handler adds what the request says.
