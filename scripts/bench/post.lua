@@ -18,6 +18,8 @@ end
 wrk.method = "POST"
 wrk.body = body
 wrk.headers["Content-Type"] = "text/plain;charset=UTF-8"
+-- a browser's, as examples/loadgen.rs sends it (the gateway logs it, truncated)
+wrk.headers["User-Agent"] = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 
 -- Optional: $BENCH_IDS=1 names a session per client and a new batch id per request in the query
 -- string, as the browser client does (per-session limits and de-duplication).
