@@ -14,7 +14,16 @@ use slog::{KV, Logger, Record};
 
 use crate::event::{Browser, Event, Exception, Level, Origin, Sdk};
 
-pub fn write(log: &Logger, origin: &Origin<'_>, event: &Event<'_>, received_at: &str) {
+/// One line per event of a batch. The batch's nested objects (`browser`, `sdk`) are the same on
+/// every line: they are formatted once per batch and copied into each line as they are.
+pub fn write_batch(log: &Logger, origin: &Origin<'_>, events: &[Event<'_>], received_at: &str) {
+    let origin = OriginLine::new(origin);
+    for event in events {
+        write(log, &origin, event, received_at);
+    }
+}
+
+fn write(log: &Logger, origin: &OriginLine<'_>, event: &Event<'_>, received_at: &str) {
     let known = Known { origin, exception: event.exception.as_ref() };
     // slog levels are compile-time constants, hence one arm per level.
     macro_rules! write_line {
@@ -39,7 +48,8 @@ pub fn write(log: &Logger, origin: &Origin<'_>, event: &Event<'_>, received_at: 
     }
 }
 
-/// The context, logged as nested JSON (not a string): its validated text, copied as it is.
+/// The context, logged as nested JSON (not a string): its validated text, copied as it is. Also
+/// the batch's nested objects, formatted once per batch.
 struct Context<'a>(Option<Cow<'a, RawValue>>);
 
 impl Serialize for Context<'_> {
@@ -68,15 +78,36 @@ impl slog::Value for Context<'_> {
     }
 }
 
+/// The batch context, its nested objects already formatted (absent when empty).
+struct OriginLine<'a> {
+    origin: &'a Origin<'a>,
+    browser: Option<Box<RawValue>>,
+    sdk: Option<Box<RawValue>>,
+}
+
+impl<'a> OriginLine<'a> {
+    fn new(origin: &'a Origin<'a>) -> Self {
+        let Origin { browser, sdk, .. } = origin;
+        let browser = (*browser != Browser::default()).then(|| raw(&BrowserLine::from(browser)));
+        let sdk = (*sdk != Sdk::default())
+            .then(|| raw(&SdkLine { name: sdk.name.as_deref(), version: sdk.version.as_deref() }));
+        Self { origin, browser, sdk }
+    }
+}
+
+fn raw(value: &impl Serialize) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).expect("plain structs of strings serialise")
+}
+
 /// The batch context and the exception: only the fields that are present.
 struct Known<'a> {
-    origin: &'a Origin<'a>,
+    origin: &'a OriginLine<'a>,
     exception: Option<&'a Exception<'a>>,
 }
 
 impl KV for Known<'_> {
     fn serialize(&self, _: &Record, serializer: &mut dyn slog::Serializer) -> slog::Result {
-        let Origin { app, page_url, browser, sdk, user_agent, client_address } = self.origin;
+        let Origin { app, page_url, browser: _, sdk: _, user_agent, client_address } = self.origin.origin;
         let strings = [
             ("app", &app.name),
             ("release", &app.version),
@@ -89,12 +120,11 @@ impl KV for Known<'_> {
                 serializer.emit_str(key, value)?;
             }
         }
-        if *browser != Browser::default() {
-            serializer.emit_serde("browser", &Nested(BrowserLine::from(browser)))?;
+        if let Some(browser) = &self.origin.browser {
+            serializer.emit_serde("browser", &Context(Some(Cow::Borrowed(browser))))?;
         }
-        if *sdk != Sdk::default() {
-            serializer
-                .emit_serde("sdk", &Nested(SdkLine { name: sdk.name.as_deref(), version: sdk.version.as_deref() }))?;
+        if let Some(sdk) = &self.origin.sdk {
+            serializer.emit_serde("sdk", &Context(Some(Cow::Borrowed(sdk))))?;
         }
         if let Some(address) = client_address {
             serializer.emit_str("clientAddress", address)?;
