@@ -30,6 +30,11 @@ pub struct Encoder {
     gzip: bool,
 }
 
+thread_local! {
+    /// Where a request's records are encoded (see `Encoder::records`).
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// One scope's encoded `InstrumentationScope` and its records.
 type ScopeGroup<'b> = (Vec<u8>, Vec<&'b [u8]>);
 /// One resource's encoded `Resource` and its scopes.
@@ -66,17 +71,23 @@ impl Encoder {
     /// the request's resource encoded once.
     pub fn records(&self, origin: &Origin<'_>, events: &[Event<'_>], observed_time_unix_nano: u64) -> Vec<Record> {
         let resource: Arc<[u8]> = encode_message(&resource(&self.base, origin), self.protocol).into();
-        let mut buffer = Vec::with_capacity(events.len() * 512);
         let mut ends = Vec::with_capacity(events.len());
-        for event in events {
-            let log = log_record(origin, event, observed_time_unix_nano);
-            match self.protocol {
-                Protocol::Json => serde_json::to_writer(&mut buffer, &log).expect("OTLP messages serialise to JSON"),
-                Protocol::Protobuf => log.encode(&mut buffer).expect("a Vec grows as needed"),
+        // Encoded into a buffer the thread keeps, then copied at its exact size: the records wait in
+        // the queue, and a buffer grown by doubling would keep up to half of it unused meanwhile.
+        let buffer = SCRATCH.with_borrow_mut(|buffer| {
+            buffer.clear();
+            for event in events {
+                let log = log_record(origin, event, observed_time_unix_nano);
+                match self.protocol {
+                    Protocol::Json => {
+                        serde_json::to_writer(&mut *buffer, &log).expect("OTLP messages serialise to JSON")
+                    }
+                    Protocol::Protobuf => log.encode(buffer).expect("a Vec grows as needed"),
+                }
+                ends.push(buffer.len());
             }
-            ends.push(buffer.len());
-        }
-        let buffer = Bytes::from(buffer);
+            Bytes::copy_from_slice(buffer)
+        });
         let mut scope: Option<Arc<str>> = None;
         let mut start = 0;
         events
