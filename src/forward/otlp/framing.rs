@@ -10,6 +10,7 @@ use prost::{Message, encoding};
 use super::{
     Record,
     mapping::{log_record, resource},
+    protobuf::{SharedAttributes, encode_log_record},
 };
 use crate::{
     event::{Event, Origin},
@@ -76,15 +77,21 @@ impl Encoder {
         // the queue, and a buffer grown by doubling would keep up to half of it unused meanwhile.
         let buffer = SCRATCH.with_borrow_mut(|buffer| {
             buffer.clear();
-            for event in events {
-                let log = log_record(origin, event, observed_time_unix_nano);
-                match self.protocol {
-                    Protocol::Json => {
-                        serde_json::to_writer(&mut *buffer, &log).expect("OTLP messages serialise to JSON")
+            match self.protocol {
+                Protocol::Json => {
+                    for event in events {
+                        let log = log_record(origin, event, observed_time_unix_nano);
+                        serde_json::to_writer(&mut *buffer, &log).expect("OTLP messages serialise to JSON");
+                        ends.push(buffer.len());
                     }
-                    Protocol::Protobuf => log.encode(buffer).expect("a Vec grows as needed"),
                 }
-                ends.push(buffer.len());
+                Protocol::Protobuf => {
+                    let shared = SharedAttributes::new(origin);
+                    for event in events {
+                        encode_log_record(&shared, event, observed_time_unix_nano, buffer);
+                        ends.push(buffer.len());
+                    }
+                }
             }
             Bytes::copy_from_slice(buffer)
         });
