@@ -14,8 +14,8 @@ use slog::{KV, Logger, Record};
 
 use crate::event::{Browser, Event, Exception, Level, Origin, Sdk};
 
-/// One line per event of a batch. The batch's nested objects (`browser`, `sdk`) are the same on
-/// every line: they are formatted once per batch and copied into each line as they are.
+/// One line per event of a batch. The batch's fields (`app` … `clientAddress`) are the same on
+/// every line: they are formatted (escaped) once per batch and copied into each line as they are.
 pub fn write_batch(log: &Logger, origin: &Origin<'_>, events: &[Event<'_>], received_at: &str) {
     let origin = OriginLine::new(origin);
     for event in events {
@@ -23,7 +23,7 @@ pub fn write_batch(log: &Logger, origin: &Origin<'_>, events: &[Event<'_>], rece
     }
 }
 
-fn write(log: &Logger, origin: &OriginLine<'_>, event: &Event<'_>, received_at: &str) {
+fn write(log: &Logger, origin: &OriginLine, event: &Event<'_>, received_at: &str) {
     let known = Known { origin, exception: event.exception.as_ref() };
     // slog levels are compile-time constants, hence one arm per level.
     macro_rules! write_line {
@@ -49,7 +49,7 @@ fn write(log: &Logger, origin: &OriginLine<'_>, event: &Event<'_>, received_at: 
 }
 
 /// The context, logged as nested JSON (not a string): its validated text, copied as it is. Also
-/// the batch's nested objects, formatted once per batch.
+/// the batch's fields, formatted once per batch.
 struct Context<'a>(Option<Cow<'a, RawValue>>);
 
 impl Serialize for Context<'_> {
@@ -78,36 +78,12 @@ impl slog::Value for Context<'_> {
     }
 }
 
-/// The batch context, its nested objects already formatted (absent when empty).
-struct OriginLine<'a> {
-    origin: &'a Origin<'a>,
-    browser: Option<Box<RawValue>>,
-    sdk: Option<Box<RawValue>>,
-}
+/// The batch context's fields that are present, in their order on the line, each already JSON.
+struct OriginLine(Vec<(&'static str, Box<RawValue>)>);
 
-impl<'a> OriginLine<'a> {
-    fn new(origin: &'a Origin<'a>) -> Self {
-        let Origin { browser, sdk, .. } = origin;
-        let browser = (*browser != Browser::default()).then(|| raw(&BrowserLine::from(browser)));
-        let sdk = (*sdk != Sdk::default())
-            .then(|| raw(&SdkLine { name: sdk.name.as_deref(), version: sdk.version.as_deref() }));
-        Self { origin, browser, sdk }
-    }
-}
-
-fn raw(value: &impl Serialize) -> Box<RawValue> {
-    serde_json::value::to_raw_value(value).expect("plain structs of strings serialise")
-}
-
-/// The batch context and the exception: only the fields that are present.
-struct Known<'a> {
-    origin: &'a OriginLine<'a>,
-    exception: Option<&'a Exception<'a>>,
-}
-
-impl KV for Known<'_> {
-    fn serialize(&self, _: &Record, serializer: &mut dyn slog::Serializer) -> slog::Result {
-        let Origin { app, page_url, browser: _, sdk: _, user_agent, client_address } = self.origin.origin;
+impl OriginLine {
+    fn new(origin: &Origin<'_>) -> Self {
+        let Origin { app, page_url, browser, sdk, user_agent, client_address } = origin;
         let strings = [
             ("app", &app.name),
             ("release", &app.version),
@@ -115,19 +91,34 @@ impl KV for Known<'_> {
             ("pageUrl", page_url),
             ("userAgent", user_agent),
         ];
-        for (key, value) in strings {
-            if let Some(value) = value {
-                serializer.emit_str(key, value)?;
-            }
+        let mut fields: Vec<_> = strings.into_iter().filter_map(|(k, v)| Some((k, raw(v.as_deref()?)))).collect();
+        if *browser != Browser::default() {
+            fields.push(("browser", raw(&BrowserLine::from(browser))));
         }
-        if let Some(browser) = &self.origin.browser {
-            serializer.emit_serde("browser", &Context(Some(Cow::Borrowed(browser))))?;
-        }
-        if let Some(sdk) = &self.origin.sdk {
-            serializer.emit_serde("sdk", &Context(Some(Cow::Borrowed(sdk))))?;
+        if *sdk != Sdk::default() {
+            fields.push(("sdk", raw(&SdkLine { name: sdk.name.as_deref(), version: sdk.version.as_deref() })));
         }
         if let Some(address) = client_address {
-            serializer.emit_str("clientAddress", address)?;
+            fields.push(("clientAddress", raw(address)));
+        }
+        Self(fields)
+    }
+}
+
+fn raw(value: &(impl Serialize + ?Sized)) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).expect("strings and plain structs of strings serialise")
+}
+
+/// The batch context and the exception: only the fields that are present.
+struct Known<'a> {
+    origin: &'a OriginLine,
+    exception: Option<&'a Exception<'a>>,
+}
+
+impl KV for Known<'_> {
+    fn serialize(&self, _: &Record, serializer: &mut dyn slog::Serializer) -> slog::Result {
+        for (key, value) in &self.origin.0 {
+            serializer.emit_serde(key, &Context(Some(Cow::Borrowed(value))))?;
         }
         if let Some(exception) = self.exception {
             let line = ExceptionLine {
