@@ -6,7 +6,7 @@
 //! Each of `--connections` keep-alive connections runs on its own thread with its own schedule
 //! (`rate / connections` requests/s, offsets spread over one interval). A connection that falls
 //! behind sends its next request as soon as the last answer is in, and that request's latency still
-//! counts from when it should have left. The timer's slack (tens of µs) counts as latency too.
+//! counts from when it should have left. The timer's slack counts as latency too.
 //!
 //! Requests are the browser client's: `POST` of the body file as `text/plain`, a browser
 //! User-Agent, many client addresses through `X-Forwarded-For` (the gateway must trust 127.0.0.1),

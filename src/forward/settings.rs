@@ -59,10 +59,9 @@ impl fmt::Debug for Headers {
 
 pub const DEFAULT_SERVICE_NAME: &str = "client-telemetry";
 const DEFAULT_TIMEOUT_MS: u64 = 5000;
-// Sized from the benchmark (docs/benchmarks.md#forwarding-at-full-load), not the OpenTelemetry SDKs'
-// 2,048 and 512: a replica ingests hundreds of thousands of events a second, and a queue of 2,048
-// is about 10 ms of that, which one scheduling hiccup overflows. The queue absorbs about 150 ms at
-// a replica's full rate; when it is full (the collector down) it holds about 0.7 KB per event.
+// Sized from a replica's measured full rate (docs/benchmarks.md#forwarding-at-full-load), not the
+// OpenTelemetry SDKs' defaults, which a replica at full rate fills within one scheduling hiccup of
+// the exporter. The memory this bounds (the queue full, the collector down) is stated there too.
 const DEFAULT_QUEUE_CAPACITY: usize = 32_768;
 const DEFAULT_BATCH_SIZE: usize = 2_048;
 const DEFAULT_BATCH_DELAY_MS: u64 = 1000;
