@@ -37,6 +37,9 @@ use crate::{
 /// only idle keep-alive connections, which need no more than a moment.
 const IDLE_CONNECTIONS_SECS: u64 = 1;
 
+/// How long, after the servers have stopped, requests of workers stopped by force get to settle.
+const SETTLE_AFTER_STOP: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Serves until SIGTERM/SIGINT, then drains (see `lifecycle`), then drains the forwarder within
 /// what is left of the grace period.
 pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result<()> {
@@ -92,8 +95,9 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     if let Some(exporter) = exporter {
         let deadline = closing.get().copied().unwrap_or_else(Instant::now) + settings.shutdown.grace;
         // A worker stopped by the server's own timeout may still be finishing a request after the
-        // server has returned: its events are logged, and must reach the queue before it closes.
-        lifecycle.until_idle(deadline).await;
+        // server has returned, or dropping it (its `Settle` then queues the events it logged): both
+        // must reach the queue before it closes, even past the deadline (a moment, not a request).
+        lifecycle.until_idle(deadline.max(Instant::now() + SETTLE_AFTER_STOP)).await;
         exporter.drain(deadline).await;
     }
     info!(logs.service, "stopped");

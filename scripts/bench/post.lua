@@ -21,6 +21,8 @@ wrk.body = body
 local route = os.getenv("BENCH_PATH") or "/api/client-telemetry"
 wrk.path = route
 local content_type = os.getenv("BENCH_CONTENT_TYPE") or "text/plain;charset=UTF-8"
+-- a browser's, as examples/loadgen.rs sends it (the gateway logs it, truncated)
+local user_agent = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 
 -- Optional: $BENCH_IDS=1 names a session per client and a new batch id per request in the query
 -- string, as the browser client does (per-session limits and de-duplication).
@@ -40,7 +42,7 @@ function request()
     path = string.format("/api/client-telemetry?session=s-%d&batch=%d-%d-%d", c, os.time(), tid, n)
   end
   -- wrk.format takes these headers instead of wrk.headers: the Content-Type goes here too.
-  return wrk.format(nil, path, { ["X-Forwarded-For"] = ip, ["Content-Type"] = content_type }, nil)
+  return wrk.format(nil, path, { ["X-Forwarded-For"] = ip, ["Content-Type"] = content_type, ["User-Agent"] = user_agent }, nil)
 end
 
 function done(summary, latency, requests)

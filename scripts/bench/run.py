@@ -2,12 +2,16 @@
 """Side-by-side benchmark of the gateway against a bare actix-web ceiling.
 
 Each round runs every scenario once, in order, so slow drifts of this noisy machine hit all of
-them alike; the table reports medians over rounds. Load: wrk on loopback, many distinct clients
-through a trusted X-Forwarded-For, realistic events with context.
+them alike; the table reports medians over rounds. Load: wrk on loopback (closed loop: the
+maximum), many distinct clients through a trusted X-Forwarded-For, the browser client's body
+(origin head and events with context). `--open-loop` adds latency at fixed arrival rates
+(examples/loadgen.rs); `--pin` adds each scenario with the server and the load generator on
+separate cores.
 """
 import argparse
 import json
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -43,6 +47,7 @@ class Scenario:
     ids: bool = False  # session and batch ids on every request, as the browser client sends them
     gateway_bin: Path = None  # another build of the gateway (--compare); None: this checkout's
     body: str = "native"  # native, otlp-json, otlp-proto or faro: the format (and route) of the load
+    pinned: bool = False  # server(s) on core 0, load generator on core 1 (--pin)
 
 
 def scenarios(selected):
@@ -118,6 +123,23 @@ def rss_mb(pid, key):
     return 0.0
 
 
+# The head the browser client puts before its events (client/src/index.ts: app, page, browser, sdk).
+ORIGIN = {
+    "app": {"name": "shop", "version": "4.2.0", "environment": "production"},
+    "page": {"url": "https://shop.example.com/checkout"},
+    "browser": {"language": "en-US", "brands": [{"brand": "Chromium", "version": "131"},
+                                                {"brand": "Google Chrome", "version": "131"}],
+                "platform": "macOS", "mobile": False},
+    "sdk": {"name": "@client-telemetry/browser", "version": "0.2.0"},
+}
+# Server on one core, load generator on the other.
+SERVER_CORE, LOAD_CORE = "0", "1"
+
+
+def pinned(cmd, s, core):
+    return ["taskset", "-c", core, *cmd] if s.pinned else cmd
+
+
 def event(i):
     return {
         "level": ("info", "warn", "error")[i % 3],
@@ -142,8 +164,8 @@ def body_file(events, tmp, fmt="native"):
         elif fmt == "faro":
             body = faro(events)
         else:
-            body = event(0) if events == 1 else {"events": [event(i) for i in range(events)]}
-        # compact, as the browser SDKs send it (JSON.stringify): no spaces after , and :
+            body = event(0) if events == 1 else {**ORIGIN, "events": [event(i) for i in range(events)]}
+        # compact, as the browser client and SDKs send it (JSON.stringify): no spaces after , and :
         path.write_text(json.dumps(body, separators=(",", ":")))
     return path
 
@@ -327,15 +349,40 @@ def start_server(s, services, tmp, index):
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{services['sink'].port}"
     env = {"PATH": os.environ["PATH"], **env}
     log = open(Path(tmp) / f"gateway-{index}.log", "wb")
+    # pinned: the gateway sizes its workers from the cores it may use, so one
+    cmd = pinned(cmd, s, SERVER_CORE)
     return port, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log
 
 
-def run_wrk(ports, wrk_args, env, seconds):
+def run_wrk(ports, wrk_args, env, seconds, s):
     """One wrk per replica, all at once (replicas behind a load balancer); merged summary."""
-    procs = [subprocess.Popen(["wrk", *wrk_args, f"-d{seconds}s", "-s", str(ROOT / "scripts/bench/post.lua"),
-                               f"http://127.0.0.1:{port}/api/client-telemetry"], env=env, stdout=subprocess.PIPE,
-                              text=True) for port in ports]
+    procs = [subprocess.Popen(pinned(["wrk", *wrk_args, f"-d{seconds}s", "-s", str(ROOT / "scripts/bench/post.lua"),
+                                      f"http://127.0.0.1:{port}/api/client-telemetry"], s, LOAD_CORE),
+                              env=env, stdout=subprocess.PIPE, text=True) for port in ports]
+    return merge([wrk_summary(p.communicate()[0]) for p in procs])
+
+
+def run_open_loop(ports, s, args, body, rate):
+    """examples/loadgen at `rate` requests/s in total (split over the replicas): open loop, latency
+    from each request's intended send time."""
+    connections = max(args.connections // s.replicas, 1)
+    procs = [subprocess.Popen(pinned([str(RELEASE / "examples" / "loadgen"), "--url",
+                                      f"http://127.0.0.1:{port}/api/client-telemetry", "--rate", str(rate / len(ports)),
+                                      "--duration", str(args.duration), "--connections", str(connections),
+                                      "--body", str(body), "--clients", str(s.clients), *(["--ids"] if s.ids else [])],
+                                     s, LOAD_CORE), stdout=subprocess.PIPE, text=True) for port in ports]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     outs = [wrk_summary(p.communicate()[0]) for p in procs]
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    merged = merge(outs)
+    # A generator short of CPU sends late and blames the server: its own load is reported.
+    used = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    merged["generator_cpu"] = used / args.duration
+    merged["achieved"] = merged["requests"] / args.duration / rate if rate else 0
+    return merged
+
+
+def merge(outs):
     merged = {k: sum(o[k] for o in outs) for k in ("requests", "errors_status")}
     merged["duration_us"] = max(o["duration_us"] for o in outs)
     # the worst replica's percentiles: what a client of the fleet can meet
@@ -363,11 +410,11 @@ def run_one(s, args, services, tmp):
                    "BENCH_IDS": "1" if s.ids else "0", "BENCH_PATH": route, "BENCH_CONTENT_TYPE": content_type}
         connections = max(args.connections // s.replicas, 1)
         wrk_args = [f"-t{args.threads}", f"-c{connections}"]
-        run_wrk(ports, wrk_args, wrk_env, 1)  # warm-up
+        run_wrk(ports, wrk_args, wrk_env, 1, s)  # warm-up
         redis_before = redis.calls() if redis else (0, 0)
         redis_cpu_before = redis.cpu_seconds() if redis else 0
         cpu_before = sum(cpu_seconds(p.pid) for p in procs)
-        m = run_wrk(ports, wrk_args, wrk_env, args.duration)
+        m = run_wrk(ports, wrk_args, wrk_env, args.duration, s)
         cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu_before
         redis_after = redis.calls() if redis else (0, 0)
         redis_cpu = redis.cpu_seconds() - redis_cpu_before if redis else 0
@@ -386,8 +433,17 @@ def run_one(s, args, services, tmp):
             # Latency at half of the throughput just measured: the operating point an HPA aims for.
             paced_env = {**wrk_env, "BENCH_RATE": str(ok / seconds / 2 / s.replicas),
                          "BENCH_CONNECTIONS": str(connections)}
-            h = run_wrk(ports, wrk_args, paced_env, args.duration)
+            h = run_wrk(ports, wrk_args, paced_env, args.duration, s)
             half = {"half_rate_p50_ms": h["p50_us"] / 1000, "half_rate_p99_ms": h["p99_us"] / 1000}
+        if args.open_loop:
+            # Open loop at fractions of the maximum just measured: queueing delay counted.
+            for pct in OPEN_LOOP_LOADS:
+                o = run_open_loop(ports, s, args, body_file(s.events, tmp), ok / seconds * pct / 100)
+                half.update({f"ol{pct}_p50_ms": o["p50_us"] / 1000, f"ol{pct}_p99_ms": o["p99_us"] / 1000,
+                             f"ol{pct}_p999_ms": o["p999_us"] / 1000, f"ol{pct}_non_2xx": o["errors_status"],
+                             f"ol{pct}_generator_cpu": o["generator_cpu"], f"ol{pct}_achieved": o["achieved"]})
+        if "sink" in s.needs and s.binary == "gateway":
+            half.update(forwarding_outcome(ports))
         return {
             **half,
             "rps": ok / seconds,
@@ -417,6 +473,23 @@ def run_one(s, args, services, tmp):
             os.unlink(log.name)
 
 
+OPEN_LOOP_LOADS = (25, 50, 75)  # percent of the scenario's measured maximum
+
+
+def forwarding_outcome(ports, settle_s=10):
+    """Of the events offered to the forwarder over the gateway's life (warm-up and every load
+    included), the share exported, once the queue has emptied (or `settle_s` passed)."""
+    deadline = time.time() + settle_s
+    while time.time() < deadline and sum(metric_sum(p, "client_telemetry_otlp_queue_depth") for p in ports) > 0:
+        time.sleep(0.1)
+    time.sleep(0.3)  # the last exports in flight
+    outcome = {r: sum(metric_sum(p, "client_telemetry_otlp_events_total", f'result="{r}"') for p in ports)
+               for r in ("exported", "failed", "dropped")}
+    offered = sum(outcome.values())
+    return {"otlp_exported_pct": 100 * outcome["exported"] / offered if offered else None,
+            "otlp_dropped": outcome["dropped"], "otlp_failed": outcome["failed"]}
+
+
 def wrk_summary(stdout):
     line = next(l for l in stdout.splitlines() if l.startswith("BENCH "))
     return {k: int(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
@@ -426,7 +499,7 @@ def metric_sum(port, name, label=""):
     """Sum of the samples of one metric in the gateway's /metrics (those carrying `label`, if given)."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{") and label in line)
+               if (line.startswith(name + "{") or line.startswith(name + " ")) and label in line)
 
 
 def median(runs, key):
@@ -441,7 +514,12 @@ def main():
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--scenarios", default="ceiling,memory,redis", help="comma-separated")
-    p.add_argument("--half-rate", action="store_true", help="also measure latency paced at half the throughput")
+    p.add_argument("--half-rate", action="store_true", help="also measure latency paced at half the throughput "
+                   "(wrk, closed loop: queueing delay hidden)")
+    p.add_argument("--open-loop", action="store_true", help="also measure latency open loop (examples/loadgen: fixed "
+                   "arrival rate, from the intended send time) at 25, 50 and 75 %% of the measured maximum")
+    p.add_argument("--pin", action="store_true", help=f"also run each scenario as <name>-pinned: servers on core "
+                   f"{SERVER_CORE}, load generator on core {LOAD_CORE} (taskset); Redis and the sink are not pinned")
     p.add_argument("--compare", metavar="BINARY", type=Path,
                    help="another gateway build: each gateway scenario also runs on it, as <name>@compare, in the "
                         "same rounds (A/B under the same machine noise)")
@@ -453,6 +531,8 @@ def main():
         chosen = [v for s in chosen
                   for v in ([s] if s.binary == "ceiling" else
                             [s, replace(s, name=f"{s.name}@compare", gateway_bin=args.compare.resolve())])]
+    if args.pin:
+        chosen = [v for s in chosen for v in [s, replace(s, name=f"{s.name}-pinned", pinned=True)]]
     OUT.mkdir(parents=True, exist_ok=True)
     services = {}
     if any("redis" in s.needs for s in chosen):
@@ -478,13 +558,16 @@ def main():
 
 def report(chosen, results, args):
     keys = ["rps", "eps", "p50_ms", "p99_ms", "p999_ms", "cpu_s_per_M_events", "idle_rss_mb", "peak_rss_mb",
-            "redis_trips_per_req", "redis_cmds_per_req", "redis_cpu_us_per_trip", "limiter_errors", "non_2xx", "half_rate_p99_ms", "otlp_batch"]
+            "redis_trips_per_req", "redis_cmds_per_req", "redis_cpu_us_per_trip", "limiter_errors", "non_2xx", "half_rate_p99_ms", "otlp_batch",
+            "otlp_exported_pct", "otlp_dropped",
+            *[f"ol{p}_{q}" for p in OPEN_LOOP_LOADS
+              for q in ("p50_ms", "p99_ms", "p999_ms", "non_2xx", "generator_cpu", "achieved")]]
     med = {name: {k: median(runs, k) for k in keys} for name, runs in results.items()}
     ceiling = med.get("ceiling", {}).get("rps")
     memory = med.get("memory", {}).get("eps")
     header = ["scenario", "req/s", "events/s", "p50 ms", "p99 ms", "p99.9 ms", "CPU s / 1M events", "idle RSS MB",
               "peak RSS MB", "Redis round trips/req", "Redis cmds/req", "Redis CPU µs/trip", "limiter errors", "non-2xx",
-              "p99 ms at half rate", "events per OTLP export", "vs ceiling", "vs memory"]
+              "p99 ms at half rate", "events per OTLP export", "OTLP exported %", "OTLP dropped", "vs ceiling", "vs memory"]
     rows = []
     for s in chosen:
         m = med[s.name]
@@ -495,11 +578,27 @@ def report(chosen, results, args):
                      fmt(m["redis_cmds_per_req"], ".2f"), fmt(m["redis_cpu_us_per_trip"], ".1f"),
                      fmt(m["limiter_errors"], ".0f"), fmt(m["non_2xx"], ".0f"),
                      fmt(m["half_rate_p99_ms"], ".2f"), fmt(m["otlp_batch"], ".0f"),
+                     fmt(m["otlp_exported_pct"], ".3f"), fmt(m["otlp_dropped"], ".0f"),
                      f"{m['rps'] / ceiling:.0%}" if ceiling else "-", f"{m['eps'] / memory:.0%}" if memory else "-"])
     md = [f"Medians of {args.rounds} rounds, {args.duration} s each, wrk -t{args.threads} -c{args.connections}, "
           f"{os.cpu_count()} cores shared by load generator and server.", "",
           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(r) + " |" for r in rows]
+    if args.open_loop:
+        md += ["", "Open loop (examples/loadgen: fixed arrival rate, latency from the intended send time), "
+               "p50 / p99 / p99.9 ms at a share of each scenario's measured maximum; the generator's CPU (cores) and "
+               "the share of the intended requests it completed, at the highest load:", "",
+               "| scenario | " + " | ".join(f"{p} % of max" for p in OPEN_LOOP_LOADS) + " | non-2xx | generator CPU | completed |",
+               "|---|" + "---|" * (len(OPEN_LOOP_LOADS) + 3)]
+        for s in chosen:
+            m = med[s.name]
+            cells = [" / ".join("-" if m[f"ol{p}_{q}"] is None else f"{m[f'ol{p}_{q}']:.2f}"
+                                for q in ("p50_ms", "p99_ms", "p999_ms")) for p in OPEN_LOOP_LOADS]
+            errors = sum(m[f"ol{p}_non_2xx"] or 0 for p in OPEN_LOOP_LOADS)
+            top = OPEN_LOOP_LOADS[-1]
+            cpu, done = m[f"ol{top}_generator_cpu"], m[f"ol{top}_achieved"]
+            md.append(f"| {s.name} | " + " | ".join(cells) + f" | {errors:.0f} | "
+                      + ("-" if cpu is None else f"{cpu:.2f}") + " | " + ("-" if done is None else f"{done:.1%}") + " |")
     text = "\n".join(md)
     print("\n" + text)
     (OUT / "results.md").write_text(text + "\n")

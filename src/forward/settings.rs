@@ -59,8 +59,11 @@ impl fmt::Debug for Headers {
 
 pub const DEFAULT_SERVICE_NAME: &str = "client-telemetry";
 const DEFAULT_TIMEOUT_MS: u64 = 5000;
-const DEFAULT_QUEUE_CAPACITY: usize = 2048;
-const DEFAULT_BATCH_SIZE: usize = 512;
+// Sized from a replica's measured full rate (docs/benchmarks.md#forwarding-at-full-load), not the
+// OpenTelemetry SDKs' defaults, which a replica at full rate fills within one scheduling hiccup of
+// the exporter. The memory this bounds (the queue full, the collector down) is stated there too.
+const DEFAULT_QUEUE_CAPACITY: usize = 32_768;
+const DEFAULT_BATCH_SIZE: usize = 2_048;
 const DEFAULT_BATCH_DELAY_MS: u64 = 1000;
 
 setting::component! {

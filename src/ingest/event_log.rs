@@ -15,7 +15,16 @@ use slog::{KV, Logger, Record};
 
 use crate::event::{Browser, Detail, Event, Exception, Level, Origin, Sdk};
 
-pub fn write(log: &Logger, origin: &Origin<'_>, event: &Event<'_>, received_at: &str) {
+/// One line per event of a batch. The batch's fields (`app` … `clientAddress`) are the same on
+/// every line: they are formatted (escaped) once per batch and copied into each line as they are.
+pub fn write_batch(log: &Logger, origin: &Origin<'_>, events: &[Event<'_>], received_at: &str) {
+    let origin = OriginLine::new(origin);
+    for event in events {
+        write(log, &origin, event, received_at);
+    }
+}
+
+fn write(log: &Logger, origin: &OriginLine, event: &Event<'_>, received_at: &str) {
     let known = Known { origin, exception: event.exception.as_ref(), detail: event.detail.as_deref() };
     // slog levels are compile-time constants, hence one arm per level.
     macro_rules! write_line {
@@ -40,7 +49,8 @@ pub fn write(log: &Logger, origin: &Origin<'_>, event: &Event<'_>, received_at: 
     }
 }
 
-/// The context, logged as nested JSON (not a string): its validated text, copied as it is.
+/// The context, logged as nested JSON (not a string): its validated text, copied as it is. Also
+/// the batch's fields, formatted once per batch.
 struct Context<'a>(Option<Cow<'a, RawValue>>);
 
 impl Serialize for Context<'_> {
@@ -69,16 +79,16 @@ impl slog::Value for Context<'_> {
     }
 }
 
-/// The batch context and the exception: only the fields that are present.
-struct Known<'a> {
-    origin: &'a Origin<'a>,
-    exception: Option<&'a Exception<'a>>,
-    detail: Option<&'a Detail>,
+/// The batch context's fields that are present, in their order on the line, each already JSON;
+/// the sender's resource attributes (OTLP) go after the event's exception.
+struct OriginLine {
+    fields: Vec<(&'static str, Box<RawValue>)>,
+    resource: Option<Box<RawValue>>,
 }
 
-impl KV for Known<'_> {
-    fn serialize(&self, _: &Record, serializer: &mut dyn slog::Serializer) -> slog::Result {
-        let Origin { app, page_url, browser, sdk, user_agent, client_address, attributes } = self.origin;
+impl OriginLine {
+    fn new(origin: &Origin<'_>) -> Self {
+        let Origin { app, page_url, browser, sdk, user_agent, client_address, attributes } = origin;
         let strings = [
             ("app", &app.name),
             ("release", &app.version),
@@ -86,20 +96,35 @@ impl KV for Known<'_> {
             ("pageUrl", page_url),
             ("userAgent", user_agent),
         ];
-        for (key, value) in strings {
-            if let Some(value) = value {
-                serializer.emit_str(key, value)?;
-            }
-        }
+        let mut fields: Vec<_> = strings.into_iter().filter_map(|(k, v)| Some((k, raw(v.as_deref()?)))).collect();
         if *browser != Browser::default() {
-            serializer.emit_serde("browser", &Nested(BrowserLine::from(browser)))?;
+            fields.push(("browser", raw(&BrowserLine::from(browser))));
         }
         if *sdk != Sdk::default() {
-            serializer
-                .emit_serde("sdk", &Nested(SdkLine { name: sdk.name.as_deref(), version: sdk.version.as_deref() }))?;
+            fields.push(("sdk", raw(&SdkLine { name: sdk.name.as_deref(), version: sdk.version.as_deref() })));
         }
         if let Some(address) = client_address {
-            serializer.emit_str("clientAddress", address)?;
+            fields.push(("clientAddress", raw(address)));
+        }
+        Self { fields, resource: attributes.as_ref().map(|a| (*a.0).to_owned()) }
+    }
+}
+
+fn raw(value: &(impl Serialize + ?Sized)) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).expect("strings and plain structs of strings serialise")
+}
+
+/// The batch context and the exception: only the fields that are present.
+struct Known<'a> {
+    origin: &'a OriginLine,
+    exception: Option<&'a Exception<'a>>,
+    detail: Option<&'a Detail>,
+}
+
+impl KV for Known<'_> {
+    fn serialize(&self, _: &Record, serializer: &mut dyn slog::Serializer) -> slog::Result {
+        for (key, value) in &self.origin.fields {
+            serializer.emit_serde(key, &Context(Some(Cow::Borrowed(value))))?;
         }
         if let Some(exception) = self.exception {
             let line = ExceptionLine {
@@ -109,8 +134,8 @@ impl KV for Known<'_> {
             };
             serializer.emit_serde("exception", &Nested(line))?;
         }
-        if let Some(attributes) = attributes {
-            serializer.emit_serde("resource", &Context(Some(Cow::Borrowed(&*attributes.0))))?;
+        if let Some(resource) = &self.origin.resource {
+            serializer.emit_serde("resource", &Context(Some(Cow::Borrowed(resource))))?;
         }
         if let Some(detail) = self.detail.filter(|d| !d.trace_id.is_empty()) {
             serializer.emit_str("traceId", &hex(&detail.trace_id))?;

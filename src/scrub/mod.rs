@@ -113,6 +113,9 @@ impl Redactions {
 
 pub struct Scrubber {
     regex: Regex,
+    /// The clean path's one scan: every PII pattern and every sensitive key name at once (see
+    /// `may_need_scrubbing`).
+    clean_check: Regex,
     /// The kind of each pattern, by pattern id.
     kinds: Vec<Kind>,
     /// Strings shorter than this cannot match any pattern and are not scanned.
@@ -128,8 +131,8 @@ pub struct Scrubber {
 }
 
 thread_local! {
-    /// Reused by the fast path: the event's text joined, and the context's text normalised.
-    static SCRATCH: std::cell::RefCell<(Vec<u8>, String)> = const { std::cell::RefCell::new((Vec::new(), String::new())) };
+    /// Reused by the fast path: the event's text joined.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Scrubber {
@@ -148,12 +151,20 @@ impl Scrubber {
             }
         }
         let regex = Regex::new_many(&sources).map_err(|e| e.to_string())?;
+        let key_names: Vec<String> = match enabled[Kind::SensitiveKey.index()] {
+            true => settings.sensitive_keys.iter().map(|n| normalize_key(n)).filter(|n| !n.is_empty()).collect(),
+            false => Vec::new(),
+        };
+        let clean_check =
+            Regex::new_many(&[sources.clone(), key_names.iter().map(|n| spaced_name(n)).collect()].concat())
+                .map_err(|e| e.to_string())?;
         let hirs = syntax::parse_many(&sources).map_err(|e| e.to_string())?;
         let min_len = hirs.iter().filter_map(|h| h.properties().minimum_len()).min().unwrap_or(usize::MAX).max(1);
         let joinable = hirs.iter().all(|h| !h.properties().look_set().contains_anchor());
         Ok(Self {
             joinable,
             regex,
+            clean_check,
             kinds,
             min_len,
             enabled,
@@ -239,11 +250,12 @@ impl Scrubber {
     /// context's JSON text, joined by NUL, with the text's quotes turned into NULs too. Validation
     /// refuses NUL inside strings, and without a backslash in the context each of its strings
     /// (keys and values) is in the text exactly as it reads, between two quotes; so whatever
-    /// matches one string alone matches the joined text too, as it did between NULs. Key names
-    /// are checked on the normalised text of the whole context, which holds each normalised key.
-    /// A match anywhere, even one spanning two strings, sends the event down the exact path: this
-    /// may flag a clean event, never miss one. Card-like JSON numbers are caught by the card
-    /// pattern, as their digits are in the text.
+    /// matches one string alone matches the joined text too, as it did between NULs. Sensitive
+    /// key names are in the same scan, each as its letters with anything but letters and digits
+    /// allowed between them (`spaced_name`): a key that normalises to contain one matches there.
+    /// A match anywhere, even one spanning two strings or in the message, sends the event down the
+    /// exact path: this may flag a clean event, never miss one. Card-like JSON numbers are caught
+    /// by the card pattern, as their digits are in the text.
     fn may_need_scrubbing(&self, event: &Event<'_>) -> bool {
         if !self.joinable {
             return true;
@@ -253,13 +265,7 @@ impl Scrubber {
             // Escapes: the text is not the strings it holds; only the exact path can tell.
             return true;
         }
-        SCRATCH.with_borrow_mut(|(joined, normalized)| {
-            if !context.is_empty() && self.enabled[Kind::SensitiveKey.index()] && self.sensitive_keys.is_some() {
-                normalize_key_into(context, normalized);
-                if self.is_sensitive(normalized) {
-                    return true;
-                }
-            }
+        SCRATCH.with_borrow_mut(|joined| {
             joined.clear();
             joined.extend_from_slice(event.message.as_bytes());
             joined.push(0);
@@ -272,7 +278,7 @@ impl Scrubber {
                 }
             }
             joined.extend(context.bytes().map(|b| if b == b'"' { 0 } else { b }));
-            self.regex.is_match(Input::new(joined.as_slice()))
+            self.clean_check.is_match(Input::new(joined.as_slice()))
         })
     }
 
@@ -437,16 +443,17 @@ fn sensitive_names_regex(names: &[String], suffix: &str) -> Result<Option<Regex>
     Regex::new(&format!("(?:{}){suffix}", names.join("|"))).map(Some).map_err(|e| e.to_string())
 }
 
-/// `X-Api_Key` and `xapikey` are the same key name.
-fn normalize_key(key: &str) -> String {
-    let mut normalized = String::new();
-    normalize_key_into(key, &mut normalized);
-    normalized
+/// A normalised sensitive name as a pattern matching any text that normalises to contain it:
+/// `apikey` matches `X-Api_Key` and `"api","key"`. Case-insensitive; normalised names are ASCII
+/// letters and digits, which need no escaping.
+fn spaced_name(normalized: &str) -> String {
+    let letters: Vec<String> = normalized.chars().map(String::from).collect();
+    format!("(?i:{})", letters.join("[^0-9A-Za-z]*"))
 }
 
-fn normalize_key_into(key: &str, normalized: &mut String) {
-    normalized.clear();
-    normalized.extend(key.bytes().filter(u8::is_ascii_alphanumeric).map(|b| char::from(b.to_ascii_lowercase())));
+/// `X-Api_Key` and `xapikey` are the same key name.
+fn normalize_key(key: &str) -> String {
+    key.bytes().filter(u8::is_ascii_alphanumeric).map(|b| char::from(b.to_ascii_lowercase())).collect()
 }
 
 #[cfg(test)]

@@ -419,3 +419,27 @@ fn numbers_under_a_key_naming_a_secret_are_redacted_and_counts_are_kept() {
         })
     );
 }
+
+#[test]
+fn a_context_key_naming_a_secret_never_takes_the_clean_path_however_it_is_spelt() {
+    let limits = crate::event::Limits::default();
+    for key in ["password", "userPassword", "X-Api_Key", "API.KEY", "pass-word", "Auth_Token", "e-mail"] {
+        let json = json!({
+            "level": "info", "scope": "nav", "sessionId": "s-1", "message": "saved",
+            "timestamp": "2025-01-15T10:30:45.123Z", "context": { key: "plain" },
+        })
+        .to_string();
+        let event = crate::event::parse_event(&json, &limits).unwrap();
+        assert!(!scrubber().takes_clean_path(&event), "{key:?}");
+    }
+    // `pässwörd` normalises to `psswrd`, which names no secret.
+    for key in ["action", "component", "cartItems", "experiment", "pässwörd"] {
+        let json = json!({
+            "level": "info", "scope": "nav", "sessionId": "s-1", "message": "saved",
+            "timestamp": "2025-01-15T10:30:45.123Z", "context": { key: "plain" },
+        })
+        .to_string();
+        let event = crate::event::parse_event(&json, &limits).unwrap();
+        assert!(scrubber().takes_clean_path(&event), "{key:?}");
+    }
+}

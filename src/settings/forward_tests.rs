@@ -34,12 +34,13 @@ fn endpoint_precedence_seed_then_logs_then_base() {
 }
 
 #[test]
-fn defaults_follow_the_seed_and_the_otel_batch_processor() {
+fn defaults_follow_the_seed_and_are_sized_for_a_replica_at_full_load() {
     let s = load(&[("OTEL_COLLECTOR_ENDPOINT", "http://c:4318/v1/logs")]).unwrap().unwrap();
     assert_eq!(s.protocol, Protocol::Protobuf, "the OTLP exporter specification's default");
     assert!(!s.gzip);
     assert_eq!(s.timeout, Duration::from_millis(5000));
-    assert_eq!((s.queue_capacity, s.batch_size, s.batch_delay), (2048, 512, Duration::from_secs(1)));
+    assert_eq!((s.queue_capacity, s.batch_size, s.batch_delay), (32_768, 2_048, Duration::from_secs(1)));
+    assert_eq!(s.max_in_flight, 4);
     assert_eq!(s.resource, vec![("service.name".to_string(), DEFAULT_SERVICE_NAME.to_string())]);
     assert!(s.headers.0.is_empty());
 }
@@ -122,7 +123,7 @@ fn errors_name_the_variable_and_never_echo_a_header_value() {
     assert!(!e.to_string().contains("sk-123"), "{e}");
     let e = err(&[("OTEL_COLLECTOR_ENDPOINT", "http://c/v1/logs"), ("OTEL_RESOURCE_ATTRIBUTES", "team")]);
     assert_eq!(e.setting, "OTEL_RESOURCE_ATTRIBUTES");
-    let e = err(&[("OTEL_COLLECTOR_ENDPOINT", "http://c/v1/logs"), ("CLIENT_TELEMETRY_OTLP_BATCH_SIZE", "4096")]);
+    let e = err(&[("OTEL_COLLECTOR_ENDPOINT", "http://c/v1/logs"), ("CLIENT_TELEMETRY_OTLP_BATCH_SIZE", "40000")]);
     assert_eq!(e.setting, "CLIENT_TELEMETRY_OTLP_BATCH_SIZE");
     assert!(e.reason.contains("queue capacity"), "{e}");
 }

@@ -10,6 +10,7 @@ use prost::{Message, encoding};
 use super::{
     Record,
     mapping::{log_record, resource},
+    protobuf::{SharedAttributes, encode_log_record},
 };
 use crate::{
     event::{Event, Origin},
@@ -28,6 +29,11 @@ pub struct Encoder {
     base: Vec<(String, String)>,
     protocol: Protocol,
     gzip: bool,
+}
+
+thread_local! {
+    /// Where a request's records are encoded (see `Encoder::records`).
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// One scope's encoded `InstrumentationScope` and its records.
@@ -66,17 +72,29 @@ impl Encoder {
     /// the request's resource encoded once.
     pub fn records(&self, origin: &Origin<'_>, events: &[Event<'_>], observed_time_unix_nano: u64) -> Vec<Record> {
         let resource: Arc<[u8]> = encode_message(&resource(&self.base, origin), self.protocol).into();
-        let mut buffer = Vec::with_capacity(events.len() * 512);
         let mut ends = Vec::with_capacity(events.len());
-        for event in events {
-            let log = log_record(origin, event, observed_time_unix_nano);
+        // Encoded into a buffer the thread keeps, then copied at its exact size: the records wait in
+        // the queue, and a buffer grown by doubling would keep up to half of it unused meanwhile.
+        let buffer = SCRATCH.with_borrow_mut(|buffer| {
+            buffer.clear();
             match self.protocol {
-                Protocol::Json => serde_json::to_writer(&mut buffer, &log).expect("OTLP messages serialise to JSON"),
-                Protocol::Protobuf => log.encode(&mut buffer).expect("a Vec grows as needed"),
+                Protocol::Json => {
+                    for event in events {
+                        let log = log_record(origin, event, observed_time_unix_nano);
+                        serde_json::to_writer(&mut *buffer, &log).expect("OTLP messages serialise to JSON");
+                        ends.push(buffer.len());
+                    }
+                }
+                Protocol::Protobuf => {
+                    let shared = SharedAttributes::new(origin);
+                    for event in events {
+                        encode_log_record(&shared, event, observed_time_unix_nano, buffer);
+                        ends.push(buffer.len());
+                    }
+                }
             }
-            ends.push(buffer.len());
-        }
-        let buffer = Bytes::from(buffer);
+            Bytes::copy_from_slice(buffer)
+        });
         let mut scope: Option<Arc<str>> = None;
         let mut start = 0;
         events

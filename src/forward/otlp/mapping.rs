@@ -138,7 +138,7 @@ pub fn log_record(origin: &Origin<'_>, event: &Event<'_>, observed_time_unix_nan
 
 /// The short name of a `SeverityNumber` (1 to 24) as the data model gives it: the sender's own
 /// `severityText` is not kept.
-fn severity_name(number: u8) -> &'static str {
+pub(super) fn severity_name(number: u8) -> &'static str {
     const NAMES: [&str; 24] = [
         "TRACE", "TRACE2", "TRACE3", "TRACE4", "DEBUG", "DEBUG2", "DEBUG3", "DEBUG4", "INFO", "INFO2", "INFO3",
         "INFO4", "WARN", "WARN2", "WARN3", "WARN4", "ERROR", "ERROR2", "ERROR3", "ERROR4", "FATAL", "FATAL2", "FATAL3",

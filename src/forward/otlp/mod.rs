@@ -1,4 +1,5 @@
-//! The OTLP logs data model, in three jobs: `mapping` (an accepted event as a `LogRecord`),
+//! The OTLP logs data model, in three jobs: `mapping` (an accepted event as a `LogRecord`, which
+//! `protobuf` writes straight from the event),
 //! `framing` (records into one `ExportLogsServiceRequest` body, OTLP/JSON or protobuf, optionally
 //! gzipped) and `answer` (what a collector's answer says was refused).
 //!
@@ -9,6 +10,7 @@
 mod answer;
 mod framing;
 mod mapping;
+mod protobuf;
 pub mod semconv;
 
 use std::sync::Arc;
