@@ -15,7 +15,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 # .git is not in the build context: the commit (`--version`, build_info metric) comes as an argument.
 ARG GIT_COMMIT=unknown
-ENV CLIENT_TELEMETRY_GIT_COMMIT=${GIT_COMMIT}
+ENV BUILD_GIT_COMMIT=${GIT_COMMIT}
 # Everything the binary is built from: the browser build and the demo page are embedded in it
 # (src/client_assets.rs), the Lua script of the Redis limiter lives in src/.
 COPY src ./src

@@ -1,10 +1,11 @@
-//! Sets CLIENT_TELEMETRY_GIT_COMMIT for `--version` and the `client_telemetry_build_info` metric:
+//! Sets BUILD_GIT_COMMIT for `--version` and the `client_telemetry_build_info` metric (not under
+//! our settings' prefix: `cargo run` passes it to the process, where it would be an unknown setting):
 //! the variable of that name if the build sets it (the Dockerfile's argument), else the short
 //! commit being built, else "unknown" (no git, e.g. a source tarball).
 
 use std::process::Command;
 
-const VAR: &str = "CLIENT_TELEMETRY_GIT_COMMIT";
+const VAR: &str = "BUILD_GIT_COMMIT";
 
 fn git(args: &[&str]) -> Option<String> {
     let out = Command::new("git").args(args).output().ok().filter(|out| out.status.success())?;

@@ -15,7 +15,7 @@ use client_telemetry::{
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("CLIENT_TELEMETRY_GIT_COMMIT"), ")");
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("BUILD_GIT_COMMIT"), ")");
 
 /// Ingest gateway for browser telemetry. Configured by CLIENT_TELEMETRY_* and OTEL_* variables and
 /// an optional file (CLIENT_TELEMETRY_CONFIG); see docs/configuration.md.

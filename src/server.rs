@@ -78,7 +78,7 @@ pub async fn run(settings: Settings, metrics: Metrics, logs: Logs) -> io::Result
     // On the unfiltered logger: tools wait for this line whatever the log level.
     info!(logs.events, "listening"; "addr" => addr, "admin_addr" => admin_addr,
         "rate_limit_backend" => limiter.backend_name(), "version" => env!("CARGO_PKG_VERSION"),
-        "commit" => env!("CLIENT_TELEMETRY_GIT_COMMIT"), "client_script" => client_assets::hashed_path());
+        "commit" => env!("BUILD_GIT_COMMIT"), "client_script" => client_assets::hashed_path());
     for (setting, instead) in &settings.deprecated {
         warn!(logs.service, "deprecated setting"; "setting" => setting, "instead" => instead);
     }

@@ -28,8 +28,7 @@ fn help_and_version_answer_without_starting_a_server() {
     assert!(out.contains("check-config") && out.contains("serve") && out.contains("--version"), "{out}");
     let (code, out, _) = run(&["--version"], &[]);
     assert_eq!(code, 0);
-    let expected =
-        format!("client-telemetry {} (commit {})", env!("CARGO_PKG_VERSION"), env!("CLIENT_TELEMETRY_GIT_COMMIT"));
+    let expected = format!("client-telemetry {} (commit {})", env!("CARGO_PKG_VERSION"), env!("BUILD_GIT_COMMIT"));
     assert_eq!(out.trim(), expected);
     assert_eq!(run(&["--no-such-flag"], &[]).0, 2);
 }
@@ -200,4 +199,13 @@ fn the_kubernetes_settings_are_known_current_and_valid() {
         }
         assert_eq!(settings.get(name), Some(value), "{name} as check-config reads it");
     }
+}
+
+/// `cargo run` and `cargo test` hand the process every variable the build script sets: none of them
+/// may look like one of our settings (an unknown setting stops start-up).
+#[test]
+fn the_environment_cargo_runs_the_binary_in_is_a_valid_configuration() {
+    let out = Command::new(BIN).arg("check-config").output().expect("run the binary");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
 }

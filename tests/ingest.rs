@@ -158,8 +158,7 @@ fn metrics_count_known_traffic() {
     assert_eq!(gateway.metric(r#"client_telemetry_batch_size_bucket{le="20"}"#), 4.0);
     assert_eq!(gateway.metric(r#"client_telemetry_batch_size_bucket{le="10"}"#), 1.0);
     assert_eq!(gateway.metric("client_telemetry_request_duration_seconds_count"), 5.0);
-    let build =
-        format!(r#"client_telemetry_build_info{{commit="{}",version="0.1.0"}}"#, env!("CLIENT_TELEMETRY_GIT_COMMIT"));
+    let build = format!(r#"client_telemetry_build_info{{commit="{}",version="0.1.0"}}"#, env!("BUILD_GIT_COMMIT"));
     assert_eq!(gateway.metric(&build), 1.0);
     assert!(gateway.metric("process_resident_memory_bytes") > 0.0);
     // operations endpoints live on the admin listener only

@@ -24,7 +24,7 @@ impl Metrics {
             "Always 1; labelled with the running version and its git commit.",
             &["version", "commit"],
         );
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), env!("CLIENT_TELEMETRY_GIT_COMMIT")]).set(1);
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), env!("BUILD_GIT_COMMIT")]).set(1);
         #[cfg(target_os = "linux")]
         metrics.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
         metrics
