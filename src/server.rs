@@ -163,7 +163,7 @@ fn ingest_server(
             .local_addr(addr)
             .on_connect_ext(move |io: &_, extensions: &mut _| on_connect(io as &dyn Any, extensions))
             .expect(fn_service(move |request: Request| {
-                let refused = transport::announced_over(&request, max_body_bytes);
+                let refused = ingest::announced_length(request.head().headers()).is_some_and(|n| n > max_body_bytes);
                 let format = ingest_format(request.path(), &otlp_path);
                 let metrics = metrics.clone();
                 async move {

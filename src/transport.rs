@@ -184,14 +184,3 @@ pub fn listener(bind: &str) -> io::Result<std::net::TcpListener> {
 
 /// Pending connections the kernel holds while every worker is at its connection cap.
 const BACKLOG: i32 = 2048;
-
-/// A request whose announced body is over the limit: refused before `100 Continue` or any byte
-/// of the body.
-pub fn announced_over(request: &actix_http::Request, limit: usize) -> bool {
-    request
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|n| n > limit as u64)
-}

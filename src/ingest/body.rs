@@ -72,6 +72,12 @@ pub fn content_encoding(request: &HttpRequest, limits: &BodyLimits) -> Result<En
     }
 }
 
+/// The body length `Content-Length` announces, if it is a number. Also read by the listener's
+/// `Expect` hook, which refuses an announced body over the limit before `100 Continue`.
+pub fn announced_length(headers: &header::HeaderMap) -> Option<usize> {
+    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
+}
+
 /// The whole body, or 413 as soon as it is known to be larger than the limit, or 408 when it has
 /// not all arrived within the body read timeout.
 pub async fn read_limited(
@@ -80,11 +86,7 @@ pub async fn read_limited(
     limits: &BodyLimits,
 ) -> Result<BytesMut, IngestError> {
     let limit = limits.max_body_bytes;
-    let announced = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let announced = announced_length(request.headers());
     if announced.is_some_and(|n| n > limit) {
         return Err(IngestError::PayloadTooLarge { limit });
     }

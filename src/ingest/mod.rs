@@ -15,7 +15,7 @@ mod state;
 
 pub use access::{API_KEY_HEADER, APP_KEY_SEGMENT, Access, AccessConfig, AccessSettings};
 pub use attempt::{BATCH_HEADER, SESSION_HEADER};
-pub use body::{BodyConfig, BodyLimits, gunzip};
+pub use body::{BodyConfig, BodyLimits, announced_length, gunzip};
 pub use formats::{Batch, Format, FormatsConfig, Rejection, faro, native::decode_body, otlp};
 pub use handler::{ingest, ingest_faro, ingest_otlp};
 pub use metrics::IngestMetrics;
