@@ -2,27 +2,10 @@
 // against the real gateway: a script floods the gateway from the page's address, the page's client
 // is challenged, solves in a Web Worker with the solver it loads only then, and goes on sending
 // under the quota of its own session while the flooding script stays refused.
-import type { Browser, BrowserContext } from "playwright-core";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { Gateway, launchChromium, PageServer, waitFor, watch } from "./support";
+import { describe, expect, it } from "vitest";
+import { chromiumSuite, Gateway, waitFor, watch } from "./support";
 
-let browser: Browser;
-let pages: PageServer;
-let context: BrowserContext | undefined;
-let gateway: Gateway | undefined;
-
-beforeAll(async () => {
-  pages = await PageServer.start();
-  browser = await launchChromium();
-});
-afterAll(async () => {
-  await browser?.close();
-  await pages?.stop();
-});
-afterEach(async () => {
-  await context?.close();
-  await gateway?.stop();
-});
+const suite = chromiumSuite();
 
 /** The flooding script: it never solves anything. Returns the statuses it got. */
 async function flood(gw: Gateway, requests: number): Promise<number[]> {
@@ -38,23 +21,21 @@ describe("the challenge for suspected abuse, in Chromium", () => {
   it("a page on a flooded address is challenged, solves it with the real client and goes on under its own quota", async () => {
     // 5 requests a minute per address; from its 3rd refusal on, an address's refusals carry a
     // challenge at the default difficulty.
-    gateway = await Gateway.start({
+    suite.gateway = await Gateway.start({
       CLIENT_TELEMETRY_BIND: "127.0.0.1:0",
-      CLIENT_TELEMETRY_CORS_ALLOWED_ORIGINS: pages.origin,
+      CLIENT_TELEMETRY_CORS_ALLOWED_ORIGINS: suite.pages.origin,
       CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS: "5",
       CLIENT_TELEMETRY_CHALLENGE_ENABLED: "true",
       CLIENT_TELEMETRY_CHALLENGE_SECRETS: "e2e-challenge-secret-0123456789-abcdef",
       CLIENT_TELEMETRY_CHALLENGE_THRESHOLD: "3",
     });
-    const gw = gateway;
+    const gw = suite.gateway;
     // The page and the flooding script share the address 127.0.0.1: the script spends its quota.
     expect(await flood(gw, 8)).toEqual([204, 204, 204, 204, 204, 429, 429, 429]);
-
-    context = await browser.newContext();
-    const page = await context.newPage();
+    const page = await suite.context.newPage();
     const { requests, answers, errors } = watch(page, gw.endpoint);
     const challenged = page.waitForResponse((r) => r.url().startsWith(gw.endpoint) && r.status() === 429);
-    await page.goto(pages.url("/iife", { endpoint: gw.endpoint, batchSize: 2, interval: 200 }));
+    await page.goto(suite.pages.url("/iife", { endpoint: gw.endpoint, batchSize: 2, interval: 200 }));
     await page.waitForFunction(() => "telemetry" in window);
     await page.evaluate(() => (window as any).logMany(8));
     const refusal = await challenged;

@@ -1,14 +1,10 @@
 // What a front-end on-call needs, in real headless Chromium: the page's uncaught errors and
 // rejections with their stacks, the app, page and browser once per request, and one session per
 // tab across navigations. Asserted on what the page sends, and on the gateway accepting it.
-import type { Browser, BrowserContext } from "playwright-core";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { Gateway, launchChromium, PageServer, waitFor, watch } from "./support";
+import { describe, expect, it } from "vitest";
+import { chromiumSuite, Gateway, waitFor, watch } from "./support";
 
-let browser: Browser;
-let pages: PageServer;
-let context: BrowserContext;
-let gateway: Gateway | undefined;
+const suite = chromiumSuite();
 
 interface SentEvent {
   level: string;
@@ -20,32 +16,15 @@ interface SentEvent {
 }
 
 async function open(path: string, params: Record<string, string | number> = {}) {
-  const gw = (gateway ??= await Gateway.start({ CLIENT_TELEMETRY_CORS_ALLOWED_ORIGINS: pages.origin }));
-  const page = await context.newPage();
+  const gw = (suite.gateway ??= await Gateway.start({ CLIENT_TELEMETRY_CORS_ALLOWED_ORIGINS: suite.pages.origin }));
+  const page = await suite.context.newPage();
   const watched = watch(page, gw.endpoint);
-  await page.goto(pages.url(path, { endpoint: gw.endpoint, ...params }));
+  await page.goto(suite.pages.url(path, { endpoint: gw.endpoint, ...params }));
   await page.waitForFunction(() => "telemetry" in window);
   const bodies = () => watched.requests.map((r) => JSON.parse(r.body));
   const sent = (): SentEvent[] => bodies().flatMap((b) => b.events);
   return { gw, page, bodies, sent, ...watched };
 }
-
-beforeAll(async () => {
-  pages = await PageServer.start();
-  browser = await launchChromium();
-});
-afterAll(async () => {
-  await browser?.close();
-  await pages?.stop();
-});
-beforeEach(async () => {
-  context = await browser.newContext();
-});
-afterEach(async () => {
-  await context.close();
-  await gateway?.stop();
-  gateway = undefined;
-});
 
 describe("errors, app, page and session in Chromium", () => {
   it("sends an uncaught error and an unhandled rejection with type, message and a stack naming the function", async () => {
@@ -78,7 +57,7 @@ describe("errors, app, page and session in Chromium", () => {
     // The context, once for the request: app, the page without its query string, the browser.
     const [body] = bodies();
     expect(body.app).toEqual({ name: "shop", version: "1.4.2", environment: "production" });
-    expect(body.page).toEqual({ url: `${pages.origin}/iife` });
+    expect(body.page).toEqual({ url: `${suite.pages.origin}/iife` });
     expect(body.browser.language).toBe(await page.evaluate(() => navigator.language));
     // Chromium has UA client hints on a secure page (127.0.0.1 is one); without the GREASE brand.
     expect(body.browser.brands.map((b: { brand: string }) => b.brand)).toContain("Chromium");
@@ -147,7 +126,7 @@ describe("errors, app, page and session in Chromium", () => {
     await gw.waitForEvents(1);
 
     // Another page of the same site in the same tab, with the other build: the same session.
-    await page.goto(pages.url("/esm", { endpoint: gw.endpoint, batchSize: 1 }));
+    await page.goto(suite.pages.url("/esm", { endpoint: gw.endpoint, batchSize: 1 }));
     await page.waitForFunction(() => "telemetry" in window);
     expect(await page.evaluate(() => (window as any).telemetry.sessionId)).toBe(first);
     await page.evaluate(() => (window as any).telemetry.info("on the second page"));

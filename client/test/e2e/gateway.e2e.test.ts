@@ -2,47 +2,26 @@
 // another origin than the gateway, so every request is cross-origin, as on a real site.
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import type { Browser, BrowserContext } from "playwright-core";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { clientDir, committedBuild, emulateVisibility, Gateway, launchChromium, PageServer, waitFor, watch } from "./support";
+import { describe, expect, it } from "vitest";
+import { chromiumSuite, clientDir, committedBuild, emulateVisibility, Gateway, waitFor, watch } from "./support";
 
-let browser: Browser;
-let pages: PageServer;
-let context: BrowserContext;
-let gateway: Gateway | undefined;
+const suite = chromiumSuite();
 
 const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function startGateway(env: Record<string, string> = {}) {
-  gateway = await Gateway.start({ CLIENT_TELEMETRY_ALLOWED_ORIGINS: pages.origin, ...env });
-  return gateway;
+  suite.gateway = await Gateway.start({ CLIENT_TELEMETRY_ALLOWED_ORIGINS: suite.pages.origin, ...env });
+  return suite.gateway;
 }
 
 async function open(path: string, gw: Gateway, params: Record<string, string | number> = {}) {
-  const page = await context.newPage();
+  const page = await suite.context.newPage();
   const watched = watch(page, gw.endpoint);
-  await page.goto(pages.url(path, { endpoint: gw.endpoint, gateway: gw.origin, ...params }));
+  await page.goto(suite.pages.url(path, { endpoint: gw.endpoint, gateway: gw.origin, ...params }));
   await page.waitForFunction(() => "telemetry" in window);
   return { page, ...watched };
 }
-
-beforeAll(async () => {
-  pages = await PageServer.start();
-  browser = await launchChromium();
-});
-afterAll(async () => {
-  await browser?.close();
-  await pages?.stop();
-});
-beforeEach(async () => {
-  context = await browser.newContext();
-});
-afterEach(async () => {
-  await context.close();
-  await gateway?.stop();
-  gateway = undefined;
-});
 
 describe("the client in Chromium against the gateway", () => {
   it("sends 25 events as two requests: 20 at once, then 5 after the interval", async () => {
@@ -85,7 +64,7 @@ describe("the client in Chromium against the gateway", () => {
 
     await emulateVisibility(page, "visible");
     await page.evaluate(() => (window as any).logMany(2, 3));
-    await page.goto(`${pages.origin}/next`); // pagehide and visibilitychange both fire
+    await page.goto(`${suite.pages.origin}/next`); // pagehide and visibilitychange both fire
     await gw.waitForEvents(5, 5000);
     await sleep(500);
     expect(gw.events.map((e) => e.message)).toEqual(["event 0", "event 1", "event 2", "event 3", "event 4"]);
@@ -185,7 +164,7 @@ describe("the client in Chromium against the gateway", () => {
     expect(demo.headers.get("content-type")).toMatch(/text\/html/);
     expect(await demo.text()).toBe(readFileSync(resolve(clientDir, "demo/index.html"), "utf8"));
 
-    const page = await context.newPage();
+    const page = await suite.context.newPage();
     const { requests, errors } = watch(page, gw.endpoint); // same origin: the demo uses the default endpoint
     await page.goto(`${gw.origin}/demo`);
     for (const name of [/info/i, /warn/i, /error/i, /flush/i]) await page.getByRole("button", { name }).click();

@@ -8,7 +8,8 @@ import { resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
-import { chromium, type Browser, type Page } from "playwright-core";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { afterAll, afterEach, beforeAll, beforeEach } from "vitest";
 
 export const clientDir = fileURLToPath(new URL("../..", import.meta.url));
 export const committedBuild = readFileSync(resolve(clientDir, "dist/client-telemetry.min.js"), "utf8");
@@ -177,6 +178,37 @@ export function launchChromium(): Promise<Browser> {
       "--disable-sync",
     ],
   });
+}
+
+/** What a Chromium test file shares: the browser and the page server (one per file), the test's
+ * own browser context, and the gateway it started, if any (stopped after it). */
+export interface ChromiumSuite {
+  browser: Browser;
+  pages: PageServer;
+  context: BrowserContext;
+  gateway: Gateway | undefined;
+}
+
+/** Registers the hooks every Chromium test file needs and returns what they set up. */
+export function chromiumSuite(): ChromiumSuite {
+  const suite = {} as ChromiumSuite;
+  beforeAll(async () => {
+    suite.pages = await PageServer.start();
+    suite.browser = await launchChromium();
+  });
+  afterAll(async () => {
+    await suite.browser?.close();
+    await suite.pages?.stop();
+  });
+  beforeEach(async () => {
+    suite.context = await suite.browser.newContext();
+  });
+  afterEach(async () => {
+    await suite.context?.close();
+    await suite.gateway?.stop();
+    suite.gateway = undefined;
+  });
+  return suite;
 }
 
 /** What a page sent to the gateway, answers included, and anything that went wrong in it. */
