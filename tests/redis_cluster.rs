@@ -3,18 +3,14 @@
 //! followed under load without a restart, a 5xx, or a limit looser than the failure policy.
 mod support;
 
-use std::{
-    collections::BTreeSet,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeSet, time::Duration};
 
 use client_telemetry::{
     client_ip::IpBucket, observability::Metrics, ratelimit::LimitKey, ratelimit::RedisLimiter, settings::Settings,
 };
 use support::{
     Gateway,
-    fleet::{LIMIT, admitted, round_robin, warm_up},
-    load::Load,
+    fleet::{Failover, LIMIT, admitted, kill_under_load, round_robin, warm_up},
     redis_topology::{NODE_TIMEOUT_MS, RedisCluster},
 };
 
@@ -94,52 +90,20 @@ fn a_primary_killed_under_load_fails_over_with_no_5xx_and_the_shared_limit_is_ba
     let exact_before = round_robin(&fleet, &fresh[0], LIMIT + 3);
     assert_eq!(admitted(&exact_before), LIMIT, "shared before the failure: {exact_before:?}");
 
-    let targets: Vec<String> = fleet.iter().map(|g| g.url("")).collect();
-    let load = Load { threads: 3, max_requests_per_thread: 4000, ..Load::default() };
-    let mut during_outage = Vec::new();
-    let mut promotion = None;
-    let mut back = None;
-    let mut killed = None;
-    let tallies = load.run(&targets, Duration::from_millis(500), || {
-        std::thread::sleep(Duration::from_millis(500));
+    let failover = kill_under_load(&fleet, &outage_client, &fresh[1..], |outage| {
         cluster.node(victim).kill();
-        killed = Some(Instant::now());
-        // While the slot has no primary, each gateway limits alone (failure policy `local`).
-        during_outage = round_robin(&fleet, &outage_client, 3 * LIMIT + 6);
-        promotion = cluster.wait_for_failover(slot, victim, Duration::from_secs(20));
-        let Some(promoted) = promotion else { return };
-        // Back on the shared limit: a fresh client of that shard gets exactly the limit, fleet-wide
-        // (limiting alone, three gateways would admit all 8 requests).
-        for client in &fresh[1..] {
-            if admitted(&round_robin(&fleet, client, LIMIT + 3)) == LIMIT {
-                back = Some(Instant::now());
-                break;
-            }
-            if promoted.elapsed() > Duration::from_secs(12) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        outage();
+        cluster.wait_for_failover(slot, victim, Duration::from_secs(20))
     });
-    let promoted = promotion.expect("the replica was promoted");
-    let back = back.expect("the shared limit came back");
-    assert!(back - promoted <= Duration::from_secs(10), "back {:?} after the promotion", back - promoted);
-    assert!(during_outage.iter().all(|s| [204, 429].contains(s)), "{during_outage:?}");
-    assert!(admitted(&during_outage) <= 3 * LIMIT, "within the failure policy: {during_outage:?}");
-    let requests: u64 = tallies.iter().map(|t| t.requests()).sum();
-    assert!(requests > 100, "the load ran: {requests} requests");
-    for tally in &tallies {
-        assert_eq!(tally.server_errors(), 0, "no 5xx: {:?}", tally.statuses);
-        assert_eq!(tally.transport_errors, 0);
-    }
     for gateway in &fleet {
         let ready = gateway.get(&gateway.url("/readyz")).json();
         assert_eq!(ready["status"], "ready");
         assert_eq!(ready["rateLimiter"]["redis"]["primariesAnswering"], 3, "{ready}");
     }
+    let Failover { killed, promoted, back, during_outage, requests } = failover;
     eprintln!(
         "cluster failover: node timeout {NODE_TIMEOUT_MS} ms, promoted {:?} after the kill, shared limit back {:?} after the promotion, {requests} requests, outage admitted {}/{}",
-        promoted - killed.unwrap(),
+        promoted - killed,
         back - promoted,
         admitted(&during_outage),
         during_outage.len()

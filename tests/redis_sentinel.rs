@@ -4,12 +4,11 @@
 //! failure policy.
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::{
     Gateway,
-    fleet::{LIMIT, admitted, round_robin, warm_up},
-    load::Load,
+    fleet::{Failover, LIMIT, admitted, kill_under_load, round_robin, warm_up},
     redis_topology::{MASTER_NAME, RedisSentinel},
 };
 
@@ -39,49 +38,18 @@ fn the_primary_is_found_through_sentinel_and_its_failover_is_followed_under_load
         assert_eq!(ready["rateLimiter"]["redis"]["mode"], "sentinel", "{ready}");
     }
 
-    let targets: Vec<String> = fleet.iter().map(|g| g.url("")).collect();
-    let load = Load { threads: 3, max_requests_per_thread: 4000, ..Load::default() };
-    let mut during_outage = Vec::new();
-    let mut promotion = None;
-    let mut back = None;
-    let mut killed = None;
-    let tallies = load.run(&targets, Duration::from_millis(500), || {
-        std::thread::sleep(Duration::from_millis(500));
-        topology.primary.kill();
-        killed = Some(Instant::now());
-        // With no primary, each gateway limits alone (failure policy `local`).
-        during_outage = round_robin(&fleet, "198.51.100.2", 3 * LIMIT + 6);
-        promotion = topology.wait_for_failover(Duration::from_secs(30));
-        let Some(promoted) = promotion else { return };
-        // Back on the shared limit: a fresh client gets exactly the limit fleet-wide (limiting
-        // alone, three gateways would admit all 8 requests).
-        for i in 10..200 {
-            if admitted(&round_robin(&fleet, &format!("198.51.100.{i}"), LIMIT + 3)) == LIMIT {
-                back = Some(Instant::now());
-                break;
-            }
-            if promoted.elapsed() > Duration::from_secs(12) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    });
-    let promoted = promotion.expect("Sentinel promoted the replica");
-    let back = back.expect("the shared limit came back");
-    assert!(back - promoted <= Duration::from_secs(10), "back {:?} after the promotion", back - promoted);
-    assert!(during_outage.iter().all(|s| [204, 429].contains(s)), "{during_outage:?}");
-    assert!(admitted(&during_outage) <= 3 * LIMIT, "within the failure policy: {during_outage:?}");
+    let fresh: Vec<String> = (10..200).map(|i| format!("198.51.100.{i}")).collect();
+    let Failover { killed, promoted, back, during_outage, requests } =
+        kill_under_load(&fleet, "198.51.100.2", &fresh, |outage| {
+            topology.primary.kill();
+            outage();
+            topology.wait_for_failover(Duration::from_secs(30))
+        });
     let new_primary_keys: u64 = topology.replica.query(&["DBSIZE"]);
     assert!(new_primary_keys > 0, "the limit is now kept on the promoted replica");
-    let requests: u64 = tallies.iter().map(|t| t.requests()).sum();
-    assert!(requests > 100, "the load ran: {requests} requests");
-    for tally in &tallies {
-        assert_eq!(tally.server_errors(), 0, "no 5xx: {:?}", tally.statuses);
-        assert_eq!(tally.transport_errors, 0);
-    }
     eprintln!(
         "sentinel failover: promoted {:?} after the kill, shared limit back {:?} after the promotion, {requests} requests, outage admitted {}/{}",
-        promoted - killed.unwrap(),
+        promoted - killed,
         back - promoted,
         admitted(&during_outage),
         during_outage.len()
