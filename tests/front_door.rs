@@ -259,7 +259,7 @@ fn bad_inputs_of_each_format_get_a_clear_4xx_and_cost_nothing_but_the_limiter() 
             vec![JSON],
             br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":true}]}]}]}"#.to_vec(),
             400,
-            "not an OTLP",
+            "`resourceLogs[0].scopeLogs[0].logRecords[0].timeUnixNano`",
         ),
         ("/v1/logs", vec![JSON], br#"{"resourceLogs":"many"}"#.to_vec(), 400, "not an OTLP"),
         ("/v1/logs", vec![PROTOBUF, ("content-encoding", "gzip")], bomb.clone(), 413, "decompress"),
@@ -276,7 +276,14 @@ fn bad_inputs_of_each_format_get_a_clear_4xx_and_cost_nothing_but_the_limiter() 
             vec![JSON],
             json!({"meta": faro_meta, "logs": [{"message": 5}]}).to_string().into_bytes(),
             400,
-            "invalid type",
+            "`logs[0].message`: invalid type: integer `5`, expected a string",
+        ),
+        (
+            "/collect",
+            vec![JSON],
+            json!({"meta": {"session": "x"}, "logs": []}).to_string().into_bytes(),
+            400,
+            "`meta.session`: invalid type: string",
         ),
         (
             "/collect",
@@ -302,7 +309,7 @@ fn bad_inputs_of_each_format_get_a_clear_4xx_and_cost_nothing_but_the_limiter() 
     }
     let otlp_400 = gateway.metric(r#"client_telemetry_requests_total{route="otlp",status="400"}"#);
     assert_eq!(otlp_400, 6.0);
-    assert_eq!(gateway.metric(r#"client_telemetry_requests_total{route="faro",status="400"}"#), 4.0);
+    assert_eq!(gateway.metric(r#"client_telemetry_requests_total{route="faro",status="400"}"#), 5.0);
     std::thread::sleep(Duration::from_millis(300));
     assert!(gateway.event_lines().is_empty(), "nothing logged");
     assert!(collector.received().is_empty(), "nothing forwarded");
