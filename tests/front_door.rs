@@ -259,7 +259,7 @@ fn bad_inputs_of_each_format_get_a_clear_4xx_and_cost_nothing_but_the_limiter() 
             vec![JSON],
             br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":true}]}]}]}"#.to_vec(),
             400,
-            "not an OTLP",
+            "`resourceLogs[0].scopeLogs[0].logRecords[0].timeUnixNano`",
         ),
         ("/v1/logs", vec![JSON], br#"{"resourceLogs":"many"}"#.to_vec(), 400, "not an OTLP"),
         ("/v1/logs", vec![PROTOBUF, ("content-encoding", "gzip")], bomb.clone(), 413, "decompress"),
@@ -276,7 +276,14 @@ fn bad_inputs_of_each_format_get_a_clear_4xx_and_cost_nothing_but_the_limiter() 
             vec![JSON],
             json!({"meta": faro_meta, "logs": [{"message": 5}]}).to_string().into_bytes(),
             400,
-            "invalid type",
+            "`logs[0].message`: invalid type: integer `5`, expected a string",
+        ),
+        (
+            "/collect",
+            vec![JSON],
+            json!({"meta": {"session": "x"}, "logs": []}).to_string().into_bytes(),
+            400,
+            "`meta.session`: invalid type: string",
         ),
         (
             "/collect",
@@ -302,7 +309,7 @@ fn bad_inputs_of_each_format_get_a_clear_4xx_and_cost_nothing_but_the_limiter() 
     }
     let otlp_400 = gateway.metric(r#"client_telemetry_requests_total{route="otlp",status="400"}"#);
     assert_eq!(otlp_400, 6.0);
-    assert_eq!(gateway.metric(r#"client_telemetry_requests_total{route="faro",status="400"}"#), 4.0);
+    assert_eq!(gateway.metric(r#"client_telemetry_requests_total{route="faro",status="400"}"#), 5.0);
     std::thread::sleep(Duration::from_millis(300));
     assert!(gateway.event_lines().is_empty(), "nothing logged");
     assert!(collector.received().is_empty(), "nothing forwarded");
@@ -452,4 +459,136 @@ fn a_faro_retry_with_the_same_idempotency_key_is_not_logged_twice() {
     assert_eq!(send("another-key-00000000").status, 202);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(gateway.event_lines().len(), 8, "two payloads of four items each");
+}
+
+// --- Limits that fit the formats: counting requests (the default) or records.
+
+/// An OTLP export of `n` error records, each naming `session`.
+fn export_of(n: usize, session: &str) -> Vec<u8> {
+    let record = || record("x", vec![kv("session.id", string(session))]);
+    export((0..n).map(|_| record()).collect()).encode_to_vec()
+}
+
+/// `"ip";r=…` of a reply's RateLimit header: what the IP has left.
+fn ip_remaining(reply: &support::Reply) -> u32 {
+    let header = reply.header("ratelimit").expect("a RateLimit header");
+    let r = header.strip_prefix("\"ip\";r=").and_then(|rest| rest.split(';').next());
+    r.and_then(|r| r.parse().ok()).unwrap_or_else(|| panic!("{header}"))
+}
+
+/// Limit 50 per window. Counting records, a 40-record export leaves too little for a 20-event batch
+/// (429 with Retry-After, counted), but a 1-event beacon still weighs 1; counting requests, each
+/// request weighs 1 whatever it carries.
+fn a_40_record_export_then_a_20_event_batch(extra: &[(&str, &str)], unit: &str) -> Gateway {
+    let mut env = vec![
+        ("CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS", "50"),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_WINDOW_MS", "60000"),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_UNIT", unit),
+    ];
+    env.extend_from_slice(extra);
+    let gateway = Gateway::start(&env);
+    let export = gateway.post_path("/v1/logs", &[PROTOBUF], &export_of(40, "s-1"));
+    assert_eq!(export.status, 200, "{}", export.body);
+    let batch = gateway.post_path("/api/client-telemetry", &[JSON], support::batch(20).as_bytes());
+    let beacon = gateway.post_path("/api/client-telemetry", &[JSON], support::batch(1).as_bytes());
+    assert_eq!(beacon.status, 204, "{}", beacon.body);
+    match unit {
+        "record" => {
+            assert_eq!(ip_remaining(&export), 10, "40 records counted");
+            assert_eq!(batch.status, 429, "{}", batch.body);
+            let retry_after: u64 = batch.header("retry-after").expect("Retry-After").parse().unwrap();
+            assert!((1..=61).contains(&retry_after), "{retry_after}");
+            assert_eq!(batch.json()["retryAfter"], retry_after);
+            assert_eq!(ip_remaining(&batch), 9, "its first event spent, the other 19 refused");
+            assert_eq!(ip_remaining(&beacon), 8, "a beacon of one event weighs 1");
+            let refused = r#"client_telemetry_requests_total{route="native",status="429"}"#;
+            assert_eq!(gateway.metric(refused), 1.0, "the refusal after the body is counted");
+            assert_eq!(gateway.wait_for_events(41).len(), 41, "the refused batch is not logged");
+        }
+        _ => {
+            assert_eq!(ip_remaining(&export), 49, "one request");
+            assert_eq!(batch.status, 204, "{}", batch.body);
+            assert_eq!((ip_remaining(&batch), ip_remaining(&beacon)), (48, 47));
+            assert_eq!(gateway.wait_for_events(61).len(), 61);
+        }
+    }
+    gateway
+}
+
+#[test]
+fn counting_records_a_big_export_leaves_no_room_for_a_batch_and_a_beacon_weighs_one() {
+    a_40_record_export_then_a_20_event_batch(&[], "record");
+}
+
+#[test]
+fn counting_requests_the_default_every_request_weighs_one_whatever_it_carries() {
+    a_40_record_export_then_a_20_event_batch(&[], "request");
+    let default = Gateway::start(&[("CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS", "50")]);
+    let export = default.post_path("/v1/logs", &[PROTOBUF], &export_of(40, "s-1"));
+    assert_eq!(ip_remaining(&export), 49, "the default counts requests");
+}
+
+#[test]
+fn counting_records_on_redis_weighs_the_same_in_one_script_call_per_limiter_call() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let on_redis = [
+        ("CLIENT_TELEMETRY_RATE_LIMIT_BACKEND", "redis"),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_URL", url.as_str()),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_REDIS_TIMEOUT_MS", "2000"),
+    ];
+    let gateway = a_40_record_export_then_a_20_event_batch(&on_redis, "record");
+    let errors = r#"client_telemetry_rate_limiter_errors_total{backend="redis",kind="timeout"}"#;
+    assert_eq!(gateway.metric(errors), 0.0, "decided by Redis, not the fallback");
+    // A request of several records is two script calls (before and after its body), of one record one.
+    let _: () = redis.query(&["CONFIG", "RESETSTAT"]);
+    assert_eq!(gateway.post_path("/v1/logs", &[PROTOBUF], &export_of(3, "s-1")).status, 200);
+    assert_eq!(gateway.post_path("/api/client-telemetry", &[JSON], support::batch(1).as_bytes()).status, 204);
+    assert_eq!(redis.command_calls().get("evalsha"), Some(&3));
+    drop(gateway);
+    let _: () = redis.query(&["FLUSHALL"]);
+    let gateway = a_40_record_export_then_a_20_event_batch(&on_redis, "request");
+    assert_eq!(gateway.metric(errors), 0.0);
+}
+
+/// OTLP names its session only in its records: with session limits on, a request that named none
+/// before its body is limited by the session its records name.
+#[test]
+fn an_otlp_export_is_limited_by_the_session_its_records_name() {
+    let gateway = Gateway::start(&[
+        ("CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS", "10"),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_SESSION_MAX_REQUESTS", "2"),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_WINDOW_MS", "60000"),
+    ]);
+    let send = |session: &str| gateway.post_path("/v1/logs", &[PROTOBUF], &export_of(3, session));
+    for _ in 0..2 {
+        let reply = send("tab-a");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    let refused = send("tab-a");
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert_eq!(Status::decode(&refused.raw[..]).unwrap().code, 8, "RESOURCE_EXHAUSTED");
+    assert!(refused.header("retry-after").is_some());
+    assert!(refused.header("ratelimit").unwrap().contains("\"session\";r=0"), "{:?}", refused.headers);
+    assert_eq!(ip_remaining(&refused), 7, "the IP counted the three requests once each");
+    assert_eq!(send("tab-b").status, 200, "another session has its own quota");
+    let limited = r#"client_telemetry_rate_limit_decisions_total{backend="memory",decision="session_limited"}"#;
+    assert_eq!(gateway.metric(limited), 1.0);
+    assert_eq!(gateway.wait_for_events(9).len(), 9, "three exports of three records");
+}
+
+#[test]
+fn counting_records_a_session_named_in_the_records_is_charged_each_record() {
+    let gateway = Gateway::start(&[
+        ("CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS", "100"),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_SESSION_MAX_REQUESTS", "30"),
+        ("CLIENT_TELEMETRY_RATE_LIMIT_UNIT", "record"),
+    ]);
+    let first = gateway.post_path("/v1/logs", &[PROTOBUF], &export_of(20, "tab-a"));
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert!(first.header("ratelimit").unwrap().contains("\"session\";r=10;"), "{:?}", first.headers);
+    let second = gateway.post_path("/v1/logs", &[PROTOBUF], &export_of(20, "tab-a"));
+    assert_eq!(second.status, 429, "{}", second.body);
+    assert_eq!(ip_remaining(&second), 79, "the IP has room: only the session refused");
+    assert_eq!(gateway.post_path("/v1/logs", &[PROTOBUF], &export_of(20, "tab-b")).status, 200);
 }

@@ -299,6 +299,52 @@ fn a_call_with_several_keys_admits_only_when_every_key_has_room_and_then_counts_
     assert_eq!(counted(&redis, &tag), 2);
 }
 
+/// Weighted calls (records, when limits count records) on random timestamps: the script's every
+/// answer equals `window.rs`'s for the same cost at the same time, Retry-After of a refused weight
+/// included, and no window ever holds more than the limit's worth of weight.
+#[test]
+fn weighted_calls_admit_only_whole_weights_exactly_as_window_rs_and_never_exceed_the_limit() {
+    let redis = RedisServer::start();
+    let limiter = limiter(&redis, 1000, 50);
+    let (rt, key) = (runtime(), ip_key(&limiter, "198.51.100.45"));
+    let params = limiter.params();
+    let mut reference = SlidingWindow::default();
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let (mut admitted, mut refused_big) = (Vec::new(), 0);
+    let end = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < end {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        // mostly small batches, now and then a big export; sometimes 0 (nothing more to count)
+        let cost = match seed % 10 {
+            0 => 0,
+            1 => 30 + (seed >> 8) as u32 % 21,
+            _ => 1 + (seed >> 8) as u32 % 6,
+        };
+        thread::sleep(Duration::from_micros((seed >> 20) % 15_000));
+        let reply = rt.block_on(limiter.acquire_costs(std::slice::from_ref(&key), &[cost], None)).unwrap();
+        let expected = reference.try_acquire_cost(reply.now_us, &params, cost);
+        let quota = reply.limits[0];
+        assert_eq!(
+            (reply.admitted, quota.room, quota.remaining, quota.reset_after),
+            (expected.room, expected.room, expected.remaining, expected.reset_after),
+            "cost {cost} at {} differs from window.rs",
+            reply.now_us
+        );
+        if reply.admitted {
+            admitted.push((reply.now_us, cost));
+        } else if cost > 1 {
+            refused_big += 1;
+        }
+    }
+    assert!(refused_big > 0 && admitted.len() > 20, "the run must both admit and refuse weights");
+    for (i, &(start, _)) in admitted.iter().enumerate() {
+        let weight: u32 = admitted[i..].iter().take_while(|(t, _)| *t < start + params.window_us).map(|(_, c)| c).sum();
+        assert!(weight <= params.limit, "{weight} counted within one window from {start}");
+    }
+}
+
 /// Requests a key counts: the sum of its sub-window fields, which its running count `n` must equal.
 fn counted(redis: &RedisServer, key: &str) -> u64 {
     let fields: HashMap<String, u64> = redis.query(&["HGETALL", key]);
@@ -412,7 +458,7 @@ fn the_script_never_receives_a_time_every_key_expires_and_a_decision_is_one_eval
     assert!(!calls.contains_key("ping") && !calls.contains_key("script|load"), "{calls:?}");
 
     // Every argument the gateway sends: the script's hash, the key, no batch key, then window,
-    // sub-window, limit.
+    // sub-window, limit, cost.
     type Entry = (i64, i64, i64, Vec<String>, String, String);
     let log: Vec<Entry> = redis.query(&["SLOWLOG", "GET", "1000"]);
     let evals: Vec<&Vec<String>> =
@@ -421,7 +467,7 @@ fn the_script_never_receives_a_time_every_key_expires_and_a_decision_is_one_eval
     for args in evals {
         assert_eq!(args[2..4], ["1".to_string(), args[3].clone()]);
         assert!(args[3].starts_with("client-telemetry:rl:v2:{ip:203.0.113."), "{args:?}");
-        assert_eq!(args[4..], ["0", "60000000", "1000000", "100"], "static parameters only, no time");
+        assert_eq!(args[4..], ["0", "60000000", "1000000", "100", "1"], "static parameters only, no time");
     }
 
     let keys: Vec<String> = redis.query(&["KEYS", "*"]);

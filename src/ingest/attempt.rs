@@ -10,6 +10,7 @@ use super::{formats::Format, response::IngestError};
 use crate::{
     challenge::PROOF_HEADER,
     client_ip::ClientIdentity,
+    event::Event,
     ratelimit::{Attempt, Limiter},
 };
 
@@ -98,6 +99,19 @@ pub fn attempt(
         false => None,
     };
     Ok((Attempt { client, session, batch, verified: false }, proof))
+}
+
+/// The session of a request whose format cannot name one before its body (OTLP: its records'
+/// `session.id`): the first record's that names one, if it is a valid id. Records of one export come
+/// from one page, so one session; should they name several, the first is charged for the whole
+/// request. The other formats have a header for it: a request of theirs naming none is limited by
+/// its IP alone, as documented.
+pub fn session_in_records(format: Format, events: &[Event<'_>], max_id_bytes: usize) -> Option<Box<str>> {
+    if format.session_header().is_some() {
+        return None;
+    }
+    let id = events.iter().map(|event| &event.session_id).find(|id| !id.is_empty())?;
+    valid_id("session", id.to_string(), max_id_bytes).ok()
 }
 
 /// An id becomes part of a Redis key: a short token of URL-safe characters, nothing else.

@@ -1,10 +1,11 @@
 //! The request path of every ingest format, top to bottom: access (origin, API key) → rate limit
 //! per IP and session, and duplicate check → content type and encoding → size limit (of the
 //! decompressed body) → decode (the only step that differs by format, see `formats`) →
-//! validate → app allow-list → request context (User-Agent, client address) → scrub → log (and wait
-//! until written) → forward (queue only) → remember the batch id → answer. A refused request (400 for a bad id, 401, 403, 429) or a duplicate costs no quota; one
-//! that passed the limiter has spent its quota even if its body is then refused, so malformed
-//! floods are limited too.
+//! validate → the records' weight (when limits count records) and the session they name (OTLP, which
+//! names none before its body) → app allow-list → request context (User-Agent, client address) → scrub →
+//! log (and wait until written) → forward (queue only) → remember the batch id → answer. A refused
+//! request (400 for a bad id, 401, 403, 429) or a duplicate costs no quota; one that passed the
+//! limiter has spent its quota even if its body is then refused, so malformed floods are limited too.
 
 use std::{borrow::Cow, time::Instant};
 
@@ -88,11 +89,12 @@ async fn limit_then_accept(
         _ => Proof::None,
     };
     attempt.verified = proof.verified();
-    let decision = state.limiter.check(&attempt).await;
+    let mut decision = state.limiter.check(&attempt).await;
     let mut response = if decision.duplicate {
         response::duplicate()
     } else if decision.allowed {
-        match accept(format, request, payload, state).await {
+        let limited = Limited { attempt: &attempt, proof: &proof, decision: &mut decision };
+        match accept(format, request, payload, state, limited).await {
             Ok(response) => {
                 state.limiter.accepted(&attempt);
                 response
@@ -109,6 +111,15 @@ async fn limit_then_accept(
         response.headers_mut().insert(HeaderName::from_static(challenge::TOKEN_HEADER), token);
     }
     response
+}
+
+/// The first limiter call's attempt and decision, for the call that weighs the records.
+struct Limited<'r> {
+    attempt: &'r crate::ratelimit::Attempt,
+    proof: &'r Proof,
+    /// Replaced by the second call's decision when there is one: the RateLimit headers say where
+    /// the limits stand after the whole request.
+    decision: &'r mut crate::ratelimit::Decision,
 }
 
 /// A refusal of an unverified request counts towards its address being suspected; once it is, the
@@ -133,6 +144,7 @@ async fn accept(
     request: &HttpRequest,
     payload: web::Payload,
     state: &IngestState,
+    limited: Limited<'_>,
 ) -> Result<HttpResponse, IngestError> {
     let content = format.content(request)?;
     let encoding = body::content_encoding(request, &state.body_limits)?;
@@ -150,6 +162,15 @@ async fn accept(
     if batch.events.is_empty() {
         // An empty OTLP export: nothing to log, and a success, as the specification has it.
         return Ok(format.accepted(content, 0, &batch.rejected));
+    }
+    // Every record received weighs, refused ones too: they cost the gateway as much to decode.
+    let records = batch.events.len() + batch.rejected.len();
+    let learned = || attempt::session_in_records(format, &batch.events, state.limits.max_id_bytes);
+    if let Some(decision) = state.limiter.check_records(limited.attempt, records, learned).await {
+        *limited.decision = decision;
+        if !decision.allowed {
+            return Err(IngestError::RateLimited(decision, challenged(state, limited.attempt, limited.proof)));
+        }
     }
 
     let app = batch.origin.app.name.as_deref();

@@ -15,7 +15,7 @@ use moka::sync::Cache;
 
 use super::RateLimitSettings;
 use super::{
-    BoxFuture, Decision, Keys, LimitKey, LimitOverrides, Quota, RateLimiter,
+    BoxFuture, Charges, Decision, Keys, LimitKey, LimitOverrides, Quota, RateLimiter,
     seen::SeenIds,
     window::{SlidingWindow, WindowParams},
 };
@@ -52,7 +52,7 @@ impl MemoryLimiter {
     }
 
     /// Decides at an explicit time (microseconds on this limiter's monotonic clock).
-    pub fn check_at(&self, keys: &Keys, now_us: u64) -> Decision {
+    pub fn check_at(&self, keys: &Keys, charges: Charges, now_us: u64) -> Decision {
         let duplicate = self.seen.as_ref().zip(keys.batch.as_ref()).is_some_and(|(seen, batch)| seen.contains(batch));
         let ip_params = self.overrides.window_for(&keys.ip, self.ip);
         let ip_window = self.window(&keys.ip);
@@ -60,8 +60,10 @@ impl MemoryLimiter {
         // The IP's lock is always taken first, so two calls never wait on each other in a cycle.
         let mut ip = lock(&ip_window);
         let mut session = session_window.as_ref().map(|(params, window)| (params, lock(window)));
-        let ip_quota = ip.quota(now_us, &ip_params);
-        let session_quota = session.as_mut().map(|(params, window)| window.quota(now_us, params));
+        let ip_cost = charges.ip.cost(ip_params.limit);
+        let session_cost = session.as_ref().map_or(0, |(params, _)| charges.session.cost(params.limit));
+        let ip_quota = ip.quota(now_us, &ip_params, ip_cost);
+        let session_quota = session.as_mut().map(|(params, window)| window.quota(now_us, params, session_cost));
         if !ip_quota.room {
             self.limited.insert(keys.ip.clone(), ip_window.clone());
         }
@@ -72,11 +74,11 @@ impl MemoryLimiter {
         }
         let mut decision = Decision::of(ip_quota, session_quota, duplicate);
         if decision.allowed {
-            ip.record(now_us, &ip_params);
-            decision.ip.remaining -= 1;
+            ip.record(now_us, &ip_params, ip_cost);
+            decision.ip.remaining -= ip_cost;
             if let (Some((params, window)), Some(quota)) = (&mut session, &mut decision.session) {
-                window.record(now_us, params);
-                quota.remaining -= 1;
+                window.record(now_us, params, session_cost);
+                quota.remaining -= session_cost;
             }
         }
         decision
@@ -111,8 +113,8 @@ fn lock(window: &Mutex<SlidingWindow>) -> MutexGuard<'_, SlidingWindow> {
 }
 
 impl RateLimiter for MemoryLimiter {
-    fn check<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, Decision> {
-        let decision = self.check_at(keys, self.now_us());
+    fn check<'a>(&'a self, keys: &'a Keys, charges: Charges) -> BoxFuture<'a, Decision> {
+        let decision = self.check_at(keys, charges, self.now_us());
         Box::pin(std::future::ready(decision))
     }
 
@@ -148,10 +150,10 @@ mod tests {
     fn clients_are_limited_separately() {
         let l = limiter(1000);
         let t = 10_000_000;
-        assert!(l.check_at(&key(1), t).allowed);
-        assert!(l.check_at(&key(1), t).allowed);
-        assert!(!l.check_at(&key(1), t).allowed);
-        assert!(l.check_at(&key(2), t).allowed);
+        assert!(l.check_at(&key(1), Charges::ONE, t).allowed);
+        assert!(l.check_at(&key(1), Charges::ONE, t).allowed);
+        assert!(!l.check_at(&key(1), Charges::ONE, t).allowed);
+        assert!(l.check_at(&key(2), Charges::ONE, t).allowed);
     }
 
     /// The cap is for memory, not a way out: however many one-shot clients pass by, a client over
@@ -160,19 +162,22 @@ mod tests {
     fn a_limited_client_is_not_evicted_by_a_stream_of_one_shot_clients() {
         let l = limiter(4);
         let t = 10_000_000;
-        assert!(l.check_at(&key(0), t).allowed);
-        assert!(l.check_at(&key(0), t).allowed);
-        assert!(!l.check_at(&key(0), t).allowed);
+        assert!(l.check_at(&key(0), Charges::ONE, t).allowed);
+        assert!(l.check_at(&key(0), Charges::ONE, t).allowed);
+        assert!(!l.check_at(&key(0), Charges::ONE, t).allowed);
         for i in 1..20_000 {
-            assert!(l.check_at(&key(i), t + u64::from(i)).allowed);
+            assert!(l.check_at(&key(i), Charges::ONE, t + u64::from(i)).allowed);
             if i % 2000 == 0 {
                 l.windows.run_pending_tasks();
-                assert!(!l.check_at(&key(0), t + u64::from(i)).allowed, "limited client let through after {i} others");
+                assert!(
+                    !l.check_at(&key(0), Charges::ONE, t + u64::from(i)).allowed,
+                    "limited client let through after {i} others"
+                );
             }
         }
         assert!(l.tracked_keys() <= 4 + 1, "{} keys", l.tracked_keys());
         // Its window frees a slot once the first requests leave it (60 s and a sub-window later).
-        assert!(l.check_at(&key(0), t + 62_000_000).allowed);
+        assert!(l.check_at(&key(0), Charges::ONE, t + 62_000_000).allowed);
     }
 
     #[test]
@@ -190,13 +195,16 @@ mod tests {
             Keys { session: Some(LimitKey::Session(ip.ip(), id.to_string().into())), ip, batch: None }
         };
         let t = 10_000_000;
-        assert!(l.check_at(&session(0), t).allowed);
-        assert!(!l.check_at(&session(0), t).allowed);
+        assert!(l.check_at(&session(0), Charges::ONE, t).allowed);
+        assert!(!l.check_at(&session(0), Charges::ONE, t).allowed);
         for i in 1..20_000 {
-            assert!(l.check_at(&session(i), t + u64::from(i)).allowed);
+            assert!(l.check_at(&session(i), Charges::ONE, t + u64::from(i)).allowed);
             if i % 2000 == 0 {
                 l.windows.run_pending_tasks();
-                assert!(!l.check_at(&session(0), t + u64::from(i)).allowed, "limited session let through after {i}");
+                assert!(
+                    !l.check_at(&session(0), Charges::ONE, t + u64::from(i)).allowed,
+                    "limited session let through after {i}"
+                );
             }
         }
     }
@@ -205,7 +213,7 @@ mod tests {
     fn an_ip_spray_stays_under_the_cap() {
         let l = limiter(1000);
         for i in 0..50_000 {
-            l.check_at(&key(i), 10_000_000);
+            l.check_at(&key(i), Charges::ONE, 10_000_000);
         }
         assert!(l.tracked_keys() <= 1000, "{} keys", l.tracked_keys());
     }

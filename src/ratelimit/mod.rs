@@ -2,6 +2,11 @@
 //! when the request names one, per session within that IP; plus optional batch de-duplication,
 //! decided in the same call (on Redis, the same round trip).
 //!
+//! Limits count requests (the default) or, with `RATE_LIMIT_UNIT=record`, records: a request is
+//! checked for 1 before its body is read, and once its records are known the rest of its weight is
+//! charged in a second call (`Limiter::check_records`), which is also where a session the request
+//! named only in its records meets its session limit.
+//!
 //! `RateLimiter` is what a backend implements; `Limiter` is what the request path calls: it adds what
 //! does not depend on the backend (exempt clients, dry run, decision metrics) around whichever
 //! backend the settings chose.
@@ -20,7 +25,7 @@ pub use memory::MemoryLimiter;
 pub use overrides::{InvalidOverride, LimitOverrides};
 use prometheus::{Histogram, IntCounter};
 pub use redis::RedisLimiter;
-pub use settings::{Backend, RateLimitConfig, RateLimitSettings, RedisFailure, RedisMode, RedisSettings};
+pub use settings::{Backend, RateLimitConfig, RateLimitSettings, RedisFailure, RedisMode, RedisSettings, Unit};
 
 use crate::client_ip::IpBucket;
 
@@ -63,6 +68,36 @@ impl Attempt {
     }
 }
 
+/// What one call counts in one key: a request weighing `weight`, of which an earlier call for the same
+/// request already counted `counted`. A request never counts more than a key's whole limit, so a
+/// batch of more records than a limit is admitted into an empty window rather than refused forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Charge {
+    pub weight: u32,
+    pub counted: u32,
+}
+
+impl Charge {
+    pub const ONE: Charge = Charge { weight: 1, counted: 0 };
+
+    /// What this call counts in a key of `limit`.
+    pub fn cost(self, limit: u32) -> u32 {
+        self.weight.min(limit).saturating_sub(self.counted.min(limit))
+    }
+}
+
+/// What one call counts in the IP's key and in the session's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Charges {
+    pub ip: Charge,
+    pub session: Charge,
+}
+
+impl Charges {
+    /// One request (the check before the body).
+    pub const ONE: Charges = Charges { ip: Charge::ONE, session: Charge::ONE };
+}
+
 /// A key the limiter keeps state under.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum LimitKey {
@@ -97,12 +132,13 @@ impl std::fmt::Display for LimitKey {
 /// Where one limit stands for one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quota {
-    /// The key had room for this request.
+    /// The key had room for this request (all of its cost).
     pub room: bool,
     pub limit: u32,
     /// Left after this request.
     pub remaining: u32,
-    /// Until the oldest counted request leaves the window (a slot frees).
+    /// Until the oldest counted request leaves the window (a slot frees); when refused, until enough
+    /// has left for the request to fit.
     pub reset_after: Duration,
 }
 
@@ -158,9 +194,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 /// A limiter backend. A backend never fails the request: it answers with a decision, whatever
 /// happens to what it depends on (its own failure policy decides how).
 pub trait RateLimiter: Send + Sync {
-    /// Decides on every key at once and, when admitted, counts the request against each limit.
-    /// A refusal or a duplicate counts nothing.
-    fn check<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, Decision>;
+    /// Decides on every key at once: admitted when each has room for what `charges` counts in it
+    /// (`Charge::cost` of its limit), and then counted in each. A refusal or a duplicate counts nothing.
+    fn check<'a>(&'a self, keys: &'a Keys, charges: Charges) -> BoxFuture<'a, Decision>;
     /// Records an accepted batch id, so a retry of it within the de-duplication window is a duplicate.
     /// Called after the batch is logged: a failure here can only let a retry be logged twice.
     fn remember(&self, batch: LimitKey);
@@ -180,6 +216,7 @@ pub trait RateLimiter: Send + Sync {
 pub struct Limiter {
     backend: Arc<dyn RateLimiter>,
     limit: u32,
+    unit: Unit,
     sessions: bool,
     dedup: bool,
     dry_run: bool,
@@ -217,6 +254,7 @@ impl Limiter {
         Self {
             backend,
             limit: settings.max_requests,
+            unit: settings.unit,
             sessions: settings.session_max_requests.is_some(),
             dedup: settings.dedup_window.is_some(),
             dry_run: settings.dry_run,
@@ -239,14 +277,48 @@ impl Limiter {
         Self::new(backend, settings, metrics)
     }
 
-    /// Decides for one attempt. Exempt clients skip every limit and de-duplication.
+    /// Decides for one attempt, before its body is read: one request, or its first record.
+    /// Exempt clients skip every limit and de-duplication.
     pub async fn check(&self, attempt: &Attempt) -> Decision {
+        self.decide(attempt, Charges::ONE).await
+    }
+
+    /// Once the attempt's `records` are decoded: charges the rest of their weight when limits count
+    /// records, and the request to `session` (one its records name) when it named none before its
+    /// body and sessions are limited. `None` when there is nothing more to charge (limits count
+    /// requests and no session was learned, or a single record): no second call.
+    pub async fn check_records(
+        &self,
+        attempt: &Attempt,
+        records: usize,
+        session: impl FnOnce() -> Option<Box<str>>,
+    ) -> Option<Decision> {
+        let weight = match self.unit {
+            Unit::Request => 1,
+            Unit::Record => u32::try_from(records).unwrap_or(u32::MAX),
+        };
+        let learned = match self.sessions && attempt.session.is_none() && !attempt.verified {
+            true => session(),
+            false => None,
+        };
+        if weight <= 1 && learned.is_none() {
+            return None;
+        }
+        // The first call counted 1 in the IP's key, and in the session's when the request named one.
+        let session_counted = u32::from(learned.is_none());
+        let charges =
+            Charges { ip: Charge { weight, counted: 1 }, session: Charge { weight, counted: session_counted } };
+        let attempt = Attempt { session: attempt.session.clone().or(learned), batch: None, ..attempt.clone() };
+        Some(self.decide(&attempt, charges).await)
+    }
+
+    async fn decide(&self, attempt: &Attempt, charges: Charges) -> Decision {
         if self.exempt.iter().any(|net| net.contains(&attempt.client)) {
             self.decisions[Outcome::Exempt as usize].inc();
             return Decision::unlimited(self.limit);
         }
         let started = Instant::now();
-        let mut decision = self.backend.check(&attempt.keys()).await;
+        let mut decision = self.backend.check(&attempt.keys(), charges).await;
         self.duration.observe(started.elapsed().as_secs_f64());
         if decision.duplicate {
             self.duplicates.inc();
@@ -270,6 +342,11 @@ impl Limiter {
         if let Some(batch) = attempt.keys().batch {
             self.backend.remember(batch);
         }
+    }
+
+    /// What the limits count: requests or records.
+    pub fn unit(&self) -> Unit {
+        self.unit
     }
 
     /// Whether requests naming a session are limited per session too.
@@ -446,6 +523,94 @@ mod tests {
         assert!(!limiter.check(&tab("d")).await.allowed, "the office's 5 are spent");
         assert_eq!((decided(&metrics, "session_limited"), decided(&metrics, "limited")), (1, 1));
         assert_eq!(admitted(&limiter, "10.9.9.9", 10).await, 10, "exempt inside an overridden network");
+    }
+
+    /// What the second call of a request of `records` decides, the session learned from its records
+    /// being `learned`.
+    async fn records(limiter: &Limiter, attempt: &Attempt, records: usize, learned: Option<&str>) -> Option<Decision> {
+        limiter.check_records(attempt, records, || learned.map(Into::into)).await
+    }
+
+    #[test]
+    fn a_charge_never_counts_more_than_the_whole_limit() {
+        assert_eq!(Charge::ONE.cost(100), 1);
+        assert_eq!(Charge { weight: 40, counted: 1 }.cost(100), 39);
+        assert_eq!(Charge { weight: 500, counted: 1 }.cost(100), 99, "the request counts 100 in all");
+        assert_eq!(Charge { weight: 1, counted: 1 }.cost(100), 0);
+        assert_eq!(Charge { weight: 7, counted: 1 }.cost(1), 0, "the first call spent the limit of 1");
+    }
+
+    #[actix_web::test]
+    async fn counting_records_a_batch_spends_one_before_its_body_and_the_rest_after() {
+        let (limiter, metrics) = limiter(|c| {
+            c.rate_limit_max_requests = 50;
+            c.rate_limit_unit = "record".into();
+        });
+        let client = from("198.51.100.5", None, None);
+        assert!(limiter.check(&client).await.allowed);
+        let forty = records(&limiter, &client, 40, None).await.expect("a second call for 40 records");
+        assert!(forty.allowed);
+        assert_eq!(forty.ip.remaining, 10);
+        assert!(limiter.check(&client).await.allowed, "the next request's first record fits");
+        let twenty = records(&limiter, &client, 20, None).await.unwrap();
+        assert!(!twenty.allowed, "its other 19 do not");
+        assert_eq!(twenty.ip.remaining, 9, "the first record stays spent, the refused 19 are not");
+        assert!(twenty.retry_after() > Duration::ZERO);
+        assert!(records(&limiter, &client, 1, None).await.is_none(), "one record: no second call");
+        assert_eq!((decided(&metrics, "allowed"), decided(&metrics, "limited")), (3, 1));
+    }
+
+    #[actix_web::test]
+    async fn counting_requests_there_is_no_second_call_unless_the_records_name_the_only_session() {
+        let (limiter, _) = limiter(|c| {
+            c.rate_limit_max_requests = 3;
+            c.rate_limit_session_max_requests = 1;
+        });
+        let named = from("198.51.100.6", Some("tab-a"), None);
+        assert!(records(&limiter, &named, 500, Some("tab-b")).await.is_none(), "the session named first counts");
+        let unnamed = from("198.51.100.6", None, None);
+        assert!(records(&limiter, &unnamed, 500, None).await.is_none());
+        assert!(limiter.check(&unnamed).await.allowed);
+        let learned = records(&limiter, &unnamed, 500, Some("tab-c")).await.unwrap();
+        assert!(learned.allowed);
+        assert_eq!((learned.ip.remaining, learned.session.unwrap().remaining), (2, 0), "the IP counted once");
+        assert!(limiter.check(&unnamed).await.allowed);
+        let again = records(&limiter, &unnamed, 1, Some("tab-c")).await.unwrap();
+        assert!(!again.allowed && again.ip.room, "the session's 1 is spent");
+    }
+
+    #[actix_web::test]
+    async fn counting_records_a_learned_session_is_charged_every_record_and_dry_run_and_exemptions_hold() {
+        let (limiter, metrics) = limiter(|c| {
+            c.rate_limit_max_requests = 100;
+            c.rate_limit_session_max_requests = 30;
+            c.rate_limit_unit = "record".into();
+            c.rate_limit_dry_run = true;
+            c.rate_limit_exempt_cidrs = vec!["10.0.0.0/8".into()];
+        });
+        let client = from("198.51.100.7", None, None);
+        assert!(limiter.check(&client).await.allowed);
+        let first = records(&limiter, &client, 20, Some("tab-a")).await.unwrap();
+        assert_eq!((first.ip.remaining, first.session.unwrap().remaining), (80, 10), "20 in each");
+        assert!(limiter.check(&client).await.allowed);
+        let over = records(&limiter, &client, 20, Some("tab-a")).await.unwrap();
+        assert!(over.allowed, "dry run admits");
+        assert!(!over.session.unwrap().room);
+        assert_eq!(decided(&metrics, "dry_run_limited"), 1);
+        let exempt = from("10.0.0.1", None, None);
+        assert!(records(&limiter, &exempt, 1000, Some("tab-a")).await.unwrap().allowed);
+        assert_eq!(decided(&metrics, "exempt"), 1);
+    }
+
+    #[test]
+    fn the_unit_is_request_unless_set_to_record_and_anything_else_is_refused() {
+        assert_eq!(RateLimitConfig::default().resolve().unwrap().unit, Unit::Request);
+        let record = RateLimitConfig { rate_limit_unit: "Record".into(), ..RateLimitConfig::default() };
+        assert_eq!(record.resolve().unwrap().unit, Unit::Record);
+        let events = RateLimitConfig { rate_limit_unit: "events".into(), ..RateLimitConfig::default() };
+        let error = events.resolve().unwrap_err();
+        assert_eq!(error.setting, "CLIENT_TELEMETRY_RATE_LIMIT_UNIT");
+        assert!(error.reason.contains("request, record"), "{error}");
     }
 
     #[test]

@@ -11,8 +11,10 @@ setting::component! {
     pub struct RateLimitConfig {
         /// sliding window length
         rate_limit_window_ms: u64 = 60_000,
-        /// requests per client IP per window
+        /// requests per client IP per window (records, with `RATE_LIMIT_UNIT=record`)
         rate_limit_max_requests: u32 = 100,
+        /// what the limits count: `request` (each request 1, decided before its body is read) or `record` (each request its records: a 500-record OTLP export weighs 500, a 1-event beacon 1)
+        rate_limit_unit: String = "request".into(),
         /// `memory` (each replica limits alone) or `redis` (one limit for the fleet)
         rate_limit_backend: String = "memory".into(),
         /// clients the memory backend tracks at most
@@ -25,7 +27,7 @@ setting::component! {
         /// networks with their own limit per client address, `CIDR=requests,…` (`203.0.113.0/24=500,198.51.100.7=1000`); the longest prefix wins; shown in `RateLimit-Policy`
         #[serde(deserialize_with = "setting::comma_list")]
         rate_limit_overrides: Vec<String> = Vec::new(),
-        /// requests per window one session (`X-Session-Id` or `?session=`) may make within its IP's limit, at most `RATE_LIMIT_MAX_REQUESTS`; `0` = no session limit
+        /// requests (or records) per window one session (`X-Session-Id`, `?session=`, `X-Faro-Session-Id`, or an OTLP export's first `session.id`) may make within its IP's limit, at most `RATE_LIMIT_MAX_REQUESTS`; `0` = no session limit
         rate_limit_session_max_requests: u32 = 0,
         /// how long an accepted batch id (`X-Batch-Id` or `?batch=`) makes a retry of that batch a duplicate; `0` = no de-duplication
         rate_limit_dedup_window_ms: u64 = 0,
@@ -53,6 +55,15 @@ setting::component! {
     }
 }
 
+/// What a limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Each request 1, whatever it carries: decided before the body is read, in one call.
+    Request,
+    /// Each request its records: 1 before the body is read, the rest once the records are decoded.
+    Record,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Memory,
@@ -71,7 +82,9 @@ pub enum RedisFailure {
 #[derive(Debug, Clone)]
 pub struct RateLimitSettings {
     pub window: Duration,
+    /// Per client IP per window, in `unit`s.
     pub max_requests: u32,
+    pub unit: Unit,
     pub backend: Backend,
     /// Cap on clients the memory backend tracks at once (IP-spray protection).
     pub memory_max_keys: u64,
@@ -131,11 +144,13 @@ impl RateLimitConfig {
             n => Some(n),
         };
         let backends = [("memory", Backend::Memory), ("redis", Backend::Redis)];
+        let units = [("request", Unit::Request), ("record", Unit::Record)];
         let failures = [("local", RedisFailure::Local), ("allow", RedisFailure::Allow), ("deny", RedisFailure::Deny)];
         let timeout = at_least("rate_limit_redis_timeout_ms", self.rate_limit_redis_timeout_ms, 1)?;
         Ok(RateLimitSettings {
             window: Duration::from_millis(at_least("rate_limit_window_ms", self.rate_limit_window_ms, 1)?),
             max_requests,
+            unit: setting::choice("rate_limit_unit", &self.rate_limit_unit, &units)?,
             backend: setting::choice("rate_limit_backend", &self.rate_limit_backend, &backends)?,
             memory_max_keys: at_least("rate_limit_memory_max_keys", self.rate_limit_memory_max_keys, 1)?,
             session_max_requests,

@@ -6,6 +6,10 @@
 //! length `window` ever holds more than `limit` accepted requests, and the limiter refuses early by
 //! at most one sub-window's worth of requests. A refused request changes nothing. Memory per key is
 //! at most 62 (index, count) pairs, whatever the limit.
+//!
+//! A request may weigh more than one (`cost`: records, when limits count records): it is admitted
+//! only if the window has room for all of it, and then counts that much. A cost of 0 always has room
+//! and records nothing.
 
 use std::{collections::VecDeque, time::Duration};
 
@@ -46,38 +50,59 @@ pub struct SlidingWindow {
 impl SlidingWindow {
     /// Admits and records one request at `now_us` if the window has room.
     pub fn try_acquire(&mut self, now_us: u64, params: &WindowParams) -> Quota {
-        let mut quota = self.quota(now_us, params);
+        self.try_acquire_cost(now_us, params, 1)
+    }
+
+    /// Admits and records a request of `cost` at `now_us` if the window has room for all of it.
+    pub fn try_acquire_cost(&mut self, now_us: u64, params: &WindowParams, cost: u32) -> Quota {
+        let mut quota = self.quota(now_us, params, cost);
         if quota.room {
-            self.record(now_us, params);
-            quota.remaining -= 1;
+            self.record(now_us, params, cost);
+            quota.remaining -= cost;
         }
         quota
     }
 
-    /// Where the window stands for a request at `now_us`, without recording it (`remaining` before
-    /// it). Forgets what has left the window.
-    pub fn quota(&mut self, now_us: u64, params: &WindowParams) -> Quota {
+    /// Where the window stands for a request of `cost` at `now_us`, without recording it
+    /// (`remaining` before it). Forgets what has left the window. `reset_after`: until the oldest
+    /// counted sub-window leaves; when refused, until enough have left for `cost` to fit.
+    pub fn quota(&mut self, now_us: u64, params: &WindowParams, cost: u32) -> Quota {
         let oldest = params.oldest_counted(now_us);
         while self.counts.front().is_some_and(|(index, _)| *index < oldest) {
             self.counts.pop_front();
         }
         let used: u32 = self.counts.iter().map(|(_, n)| n).sum();
-        let room = used < params.limit;
-        let oldest_index = self.counts.front().map_or(now_us / params.granularity_us, |(i, _)| *i);
+        let room = cost == 0 || used.saturating_add(cost) <= params.limit;
+        let mut frees = self.counts.front().map_or(now_us / params.granularity_us, |(i, _)| *i);
+        if !room {
+            // The sub-window whose leaving frees enough (there is one when cost <= limit; else the newest).
+            let mut to_free = i64::from(used) + i64::from(cost) - i64::from(params.limit);
+            for (index, n) in &self.counts {
+                frees = *index;
+                to_free -= i64::from(*n);
+                if to_free <= 0 {
+                    break;
+                }
+            }
+        }
         Quota {
             room,
             limit: params.limit,
             remaining: params.limit.saturating_sub(used),
-            reset_after: Duration::from_micros(params.leaves_window_at(oldest_index).saturating_sub(now_us)),
+            reset_after: Duration::from_micros(params.leaves_window_at(frees).saturating_sub(now_us)),
         }
     }
 
-    /// Records one request at `now_us`, after `quota` said there was room (`reset_after` stays true).
-    pub fn record(&mut self, now_us: u64, params: &WindowParams) {
+    /// Records a request of `cost` at `now_us`, after `quota` said there was room (`reset_after`
+    /// stays true).
+    pub fn record(&mut self, now_us: u64, params: &WindowParams, cost: u32) {
+        if cost == 0 {
+            return;
+        }
         let current = now_us / params.granularity_us;
         match self.counts.back_mut() {
-            Some((index, n)) if *index == current => *n += 1,
-            _ => self.counts.push_back((current, 1)),
+            Some((index, n)) if *index == current => *n += cost,
+            _ => self.counts.push_back((current, cost)),
         }
     }
 
@@ -191,6 +216,42 @@ mod tests {
             }
             assert!(ours as f64 >= 0.95 * exact as f64, "{ours} vs exact {exact} at {rate_factor}x");
         }
+    }
+
+    #[test]
+    fn a_weighted_request_is_admitted_only_whole_and_then_counts_its_weight() {
+        let p = params(60, 50);
+        let mut w = SlidingWindow::default();
+        let t = 1000 * SECOND;
+        let forty = w.try_acquire_cost(t, &p, 40);
+        assert!(forty.room);
+        assert_eq!(forty.remaining, 10);
+        let twenty = w.try_acquire_cost(t + SECOND, &p, 20);
+        assert!(!twenty.room, "20 do not fit in the 10 left");
+        assert_eq!(twenty.remaining, 10, "a refusal counts nothing");
+        assert!(w.try_acquire_cost(t + SECOND, &p, 10).room, "10 do");
+        assert!(!w.try_acquire(t + SECOND, &p).room);
+        assert!(w.try_acquire_cost(t + SECOND, &p, 0).room, "a cost of 0 always fits and counts nothing");
+        assert_eq!(w.quota(t + SECOND, &p, 1).remaining, 0);
+    }
+
+    #[test]
+    fn a_weighted_refusal_says_when_enough_has_left_for_it_to_fit() {
+        let p = params(60, 10);
+        let mut w = SlidingWindow::default();
+        let t = 7000 * SECOND;
+        w.try_acquire_cost(t, &p, 3);
+        w.try_acquire_cost(t + 20 * SECOND, &p, 4);
+        w.try_acquire_cost(t + 40 * SECOND, &p, 3);
+        // 6 need the first two sub-windows gone, 1 only the first
+        let refused = w.quota(t + 50 * SECOND, &p, 6);
+        assert!(!refused.room);
+        let retry_at = t + 50 * SECOND + refused.reset_after.as_micros() as u64;
+        assert!(!w.clone().try_acquire_cost(retry_at - 1, &p, 6).room);
+        assert!(w.clone().try_acquire_cost(retry_at, &p, 6).room);
+        let one = w.quota(t + 50 * SECOND, &p, 1);
+        assert!(one.reset_after < refused.reset_after, "{one:?} vs {refused:?}");
+        assert!(w.try_acquire(t + 50 * SECOND + one.reset_after.as_micros() as u64, &p).room);
     }
 
     #[test]

@@ -155,7 +155,9 @@ struct FaroEvent {
 pub fn decode(body: &[u8], limits: &Limits) -> Result<Batch<'static>, IngestError> {
     let text = std::str::from_utf8(body).map_err(|_| IngestError::InvalidUtf8)?;
     let payload: Payload = serde_json::from_str(text).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => IngestError::BadShape(format!("the Faro payload: {e}")),
+        serde_json::error::Category::Data => {
+            IngestError::BadShape(format!("the Faro payload: {}", super::wrong_type::<Payload>(body, e)))
+        }
         _ => IngestError::from_json(e),
     })?;
     let Payload { meta, logs, exceptions, measurements, events, traces } = payload;

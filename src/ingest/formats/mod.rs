@@ -42,6 +42,17 @@ impl FormatsConfig {
     }
 }
 
+/// A JSON body of the right syntax but a wrong type somewhere, as a message that names the field's
+/// path (`logs[0].message: invalid type: integer `5`, expected a string …`). The path is found by
+/// decoding again, tracking it, only once the fast decode has failed: valid bodies pay nothing.
+pub fn wrong_type<T: serde::de::DeserializeOwned>(body: &[u8], error: serde_json::Error) -> String {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
+        Err(tracked) if tracked.path().iter().next().is_some() => format!("`{}`: {}", tracked.path(), tracked.inner()),
+        _ => error.to_string(),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Native,

@@ -46,7 +46,12 @@ pub fn decode(body: &[u8], content: Content, limits: &Limits) -> Result<Batch<'s
         Content::Protobuf => {
             ExportLogsServiceRequest::decode(body).map_err(|e| IngestError::MalformedOtlp(e.to_string()))
         }
-        Content::Json => serde_json::from_slice(body).map_err(|e| IngestError::MalformedOtlp(e.to_string())),
+        Content::Json => serde_json::from_slice(body).map_err(|e| {
+            IngestError::MalformedOtlp(match e.classify() {
+                serde_json::error::Category::Data => super::wrong_type::<ExportLogsServiceRequest>(body, e),
+                _ => e.to_string(),
+            })
+        }),
     }?;
     let count: usize = request.resource_logs.iter().flat_map(|r| &r.scope_logs).map(|s| s.log_records.len()).sum();
     if count > limits.max_events_per_request {

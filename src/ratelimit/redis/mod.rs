@@ -26,7 +26,7 @@ use connections::Connections;
 use connector::{Connection, Connector};
 
 use super::{
-    BoxFuture, Decision, Keys, LimitKey, LimitOverrides, MemoryLimiter, Quota, RateLimitSettings, RateLimiter,
+    BoxFuture, Charges, Decision, Keys, LimitKey, LimitOverrides, MemoryLimiter, Quota, RateLimitSettings, RateLimiter,
     RedisFailure, window::WindowParams,
 };
 use crate::observability::Metrics;
@@ -71,7 +71,7 @@ enum Fallback {
 pub struct ScriptReply {
     /// Redis' clock when it decided, in microseconds.
     pub now_us: u64,
-    /// Every key had room and the batch was new: one request was recorded in each key.
+    /// Every key had room and the batch was new: each key's cost was recorded in it.
     pub admitted: bool,
     /// The batch key existed.
     pub duplicate: bool,
@@ -183,13 +183,24 @@ impl RedisLimiter {
         self.overrides.window_for(&keys.ip, self.params)
     }
 
-    /// One script call deciding every key at once: admitted only if each has room and `batch` (a
-    /// batch key) does not exist, and then recorded in each. Keys must share a hash tag (on a Cluster
-    /// a script runs on one node). One round trip, or two on a node that does not have the script yet
-    /// (NOSCRIPT, then EVAL, which caches it there); never past the deadline.
+    /// One request in each key: `acquire_costs` with a cost of 1 each.
     pub async fn acquire(
         &self,
         keys: &[(String, WindowParams)],
+        batch: Option<&str>,
+    ) -> Result<ScriptReply, CallError> {
+        self.acquire_costs(keys, &vec![1; keys.len()], batch).await
+    }
+
+    /// One script call deciding every key at once: admitted only if each has room for its cost (in
+    /// `costs`, by key) and `batch` (a batch key) does not exist, and then recorded in each. Keys
+    /// must share a hash tag (on a Cluster a script runs on one node). One round trip, or two on a
+    /// node that does not have the script yet (NOSCRIPT, then EVAL, which caches it there); never
+    /// past the deadline.
+    pub async fn acquire_costs(
+        &self,
+        keys: &[(String, WindowParams)],
+        costs: &[u32],
         batch: Option<&str>,
     ) -> Result<ScriptReply, CallError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
@@ -197,7 +208,7 @@ impl RedisLimiter {
             Ok(lease) => lease.map_err(CallError::Redis)?,
             Err(_) => return Err(CallError::Timeout),
         };
-        let call = self.evaluate(&mut lease.connection, keys, batch);
+        let call = self.evaluate(&mut lease.connection, keys, costs, batch);
         let reply: Vec<i64> = match tokio::time::timeout_at(deadline, call).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(error)) => {
@@ -224,6 +235,7 @@ impl RedisLimiter {
         &self,
         connection: &mut Connection,
         keys: &[(String, WindowParams)],
+        costs: &[u32],
         batch: Option<&str>,
     ) -> Result<Vec<i64>, RedisError> {
         let call = |command: &str, script: &str| {
@@ -231,8 +243,8 @@ impl RedisLimiter {
             cmd.arg(script).arg(keys.len() + usize::from(batch.is_some()));
             cmd.arg(keys.iter().map(|(key, _)| key.as_str()).collect::<Vec<_>>()).arg(batch);
             cmd.arg(u8::from(batch.is_some()));
-            for (_, params) in keys {
-                cmd.arg(params.window_us).arg(params.granularity_us).arg(params.limit);
+            for ((_, params), cost) in keys.iter().zip(costs) {
+                cmd.arg(params.window_us).arg(params.granularity_us).arg(params.limit).arg(cost);
             }
             cmd
         };
@@ -275,19 +287,21 @@ impl RedisLimiter {
         Some(Decision::refused(self.ip_params(keys).limit, left))
     }
 
-    fn fall_back(&self, keys: &Keys) -> Decision {
+    fn fall_back(&self, keys: &Keys, charges: Charges) -> Decision {
         let limit = self.ip_params(keys).limit;
         match &self.fallback {
-            Fallback::Local(memory) => memory.check_at(keys, memory.now_us()),
+            Fallback::Local(memory) => memory.check_at(keys, charges, memory.now_us()),
             Fallback::Allow => Decision::unlimited(limit),
             Fallback::Deny => Decision::refused(limit, Duration::from_secs(1)),
         }
     }
 
-    fn decide(&self, keys: &Keys, reply: ScriptReply) -> Decision {
+    fn decide(&self, keys: &Keys, ip_cost: u32, reply: ScriptReply) -> Decision {
         let session = keys.session.as_ref().and(self.session).and(reply.limits.get(1).copied());
         let decision = Decision::of(reply.limits[0], session, reply.duplicate);
-        if !decision.ip.room {
+        // Only a refusal of one request means no request fits before `reset_after`: a refused batch
+        // of records leaves room for smaller ones.
+        if !decision.ip.room && ip_cost == 1 {
             self.refused_until.insert(keys.ip.clone(), Instant::now() + decision.ip.reset_after);
         }
         decision
@@ -311,28 +325,31 @@ impl RedisLimiter {
 }
 
 impl RateLimiter for RedisLimiter {
-    fn check<'a>(&'a self, keys: &'a Keys) -> BoxFuture<'a, Decision> {
+    fn check<'a>(&'a self, keys: &'a Keys, charges: Charges) -> BoxFuture<'a, Decision> {
         Box::pin(async move {
             if let Some(refused) = self.refused_locally(keys) {
                 return refused;
             }
             if !self.breaker.try_call() {
                 self.errors.with_label_values(&[BACKEND, "circuit_open"]).inc();
-                return self.fall_back(keys);
+                return self.fall_back(keys, charges);
             }
-            let mut limited = vec![(self.redis_key(&keys.ip), self.ip_params(keys))];
+            let ip_params = self.ip_params(keys);
+            let mut limited = vec![(self.redis_key(&keys.ip), ip_params)];
+            let mut costs = [charges.ip.cost(ip_params.limit), 0];
             if let (Some(params), Some(key)) = (self.session, &keys.session) {
                 limited.push((self.redis_key(key), params));
+                costs[1] = charges.session.cost(params.limit);
             }
             let batch = keys.batch.as_ref().filter(|_| self.dedup_window.is_some()).map(|key| self.redis_key(key));
-            match self.acquire(&limited, batch.as_deref()).await {
+            match self.acquire_costs(&limited, &costs[..limited.len()], batch.as_deref()).await {
                 Ok(reply) => {
                     self.succeeded();
-                    self.decide(keys, reply)
+                    self.decide(keys, costs[0], reply)
                 }
                 Err(error) => {
                     self.failed(&error);
-                    self.fall_back(keys)
+                    self.fall_back(keys, charges)
                 }
             }
         })
