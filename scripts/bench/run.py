@@ -31,6 +31,7 @@ OUT = TARGET / "bench"
 NO_LIMIT = {"CLIENT_TELEMETRY_RATE_LIMIT_MAX_REQUESTS": "1000000000"}
 CHALLENGE = {"CLIENT_TELEMETRY_CHALLENGE_ENABLED": "true",
              "CLIENT_TELEMETRY_CHALLENGE_SECRETS": "bench-challenge-secret-0123456789abcdef"}
+RECORDS = {"CLIENT_TELEMETRY_RATE_LIMIT_UNIT": "record"}
 SESSIONS_DEDUP = {"CLIENT_TELEMETRY_RATE_LIMIT_SESSION_MAX_REQUESTS": "1000000000",
                   "CLIENT_TELEMETRY_RATE_LIMIT_DEDUP_WINDOW_MS": "60000"}
 
@@ -86,6 +87,11 @@ def scenarios(selected):
         Scenario("otlp-json-ingest", body="otlp-json"),
         Scenario("otlp-proto-ingest", body="otlp-proto"),
         Scenario("faro-ingest", body="faro"),
+        # limits counted per record (RATE_LIMIT_UNIT=record): a second limiter call weighs the
+        # export's records once decoded (on Redis a second round trip)
+        Scenario("otlp-proto-ingest+records", env=RECORDS, body="otlp-proto"),
+        Scenario("redis+otlp-proto-ingest", env=redis, needs=("redis",), body="otlp-proto"),
+        Scenario("redis+otlp-proto-ingest+records", env={**redis, **RECORDS}, needs=("redis",), body="otlp-proto"),
     ]
     by_name = {s.name: s for s in all_}
     unknown = [n for n in selected if n not in by_name]
