@@ -25,6 +25,8 @@ pub fn write_batch(lines: &Batch, origin: &Origin<'_>, events: &[Event<'_>], rec
     let origin = OriginLine::new(origin);
     let mut ts = Vec::with_capacity(received_at.len() + 2);
     json(&mut ts, received_at);
+    let per_line = LINE_KEYS + ts.len() + origin.fields.len() + origin.resource.len();
+    lines.reserve(events.iter().map(|event| per_line + text_len(event)).sum());
     for event in events {
         lines.write_line(|line| write(line, &origin, &ts, event));
     }
@@ -67,6 +69,23 @@ fn write(line: &mut Vec<u8>, origin: &OriginLine, ts: &[u8], event: &Event<'_>) 
         hex(line, &detail.span_id);
     }
     line.push(b'}');
+}
+
+/// About the bytes of a line's keys, quotes and punctuation, exception and trace context included.
+const LINE_KEYS: usize = 240;
+
+/// The bytes of an event's text on its line, before escaping.
+fn text_len(event: &Event<'_>) -> usize {
+    let exception = event.exception.as_ref().map_or(0, |e| {
+        [&e.kind, &e.message, &e.stacktrace].iter().map(|text| text.as_ref().map_or(0, |t| t.len())).sum()
+    });
+    event.scope.len()
+        + event.session_id.len()
+        + event.message.len()
+        + event.timestamp.len()
+        + event.request_id.as_ref().map_or(0, |id| id.len())
+        + event.context.as_ref().map_or(0, |raw| raw.get().len())
+        + exception
 }
 
 /// `,"key":` (our keys need no escaping).
