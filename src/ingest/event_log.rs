@@ -41,16 +41,16 @@ fn write(line: &mut Vec<u8>, origin: &OriginLine, ts: &[u8], event: &Event<'_>) 
     line.extend_from_slice(br#"","ts":"#);
     line.extend_from_slice(ts);
     key(line, "scope");
-    string(line, &event.scope);
+    json(line, &*event.scope);
     key(line, "sessionId");
-    string(line, &event.session_id);
+    json(line, &*event.session_id);
     key(line, "message");
-    string(line, &event.message);
+    json(line, &*event.message);
     key(line, "timestamp");
-    string(line, &event.timestamp);
+    json(line, &*event.timestamp);
     key(line, "requestId");
     match &event.request_id {
-        Some(id) => string(line, id),
+        Some(id) => json(line, &**id),
         None => line.extend_from_slice(b"null"),
     }
     key(line, "context");
@@ -95,61 +95,6 @@ fn key(line: &mut Vec<u8>, key: &str) {
     line.extend_from_slice(b"\":");
 }
 
-/// A string as JSON, escaped exactly as serde_json escapes it (`"`, `\`, and the control
-/// characters below U+0020, with serde_json's short forms and lower-case hex). Hand-written for the
-/// per-event strings: these are short and seldom need escaping, so eight bytes are checked at a
-/// time and the text copied in one piece, where serde_json's writes go byte by byte and piece by piece.
-fn string(line: &mut Vec<u8>, value: &str) {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    /// Whether any of the eight bytes is below 0x20, `"` or `\` (exact, bytewise SWAR tests).
-    fn any_to_escape(word: u64) -> bool {
-        let below_space = word.wrapping_sub(ONES * 0x20) & !word;
-        let quote = (word ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES) & !(word ^ (ONES * u64::from(b'"')));
-        let backslash = (word ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES) & !(word ^ (ONES * u64::from(b'\\')));
-        (below_space | quote | backslash) & HIGHS != 0
-    }
-    let bytes = value.as_bytes();
-    line.reserve(bytes.len() + 2);
-    line.push(b'"');
-    let (mut copied, mut at) = (0, 0);
-    while at < bytes.len() {
-        if let Some(word) = bytes.get(at..at + 8) {
-            if !any_to_escape(u64::from_ne_bytes(word.try_into().expect("eight bytes"))) {
-                at += 8;
-                continue;
-            }
-        }
-        let escape: &[u8] = match bytes[at] {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            control @ 0..0x20 => {
-                line.extend_from_slice(&bytes[copied..at]);
-                line.extend_from_slice(b"\\u00");
-                hex_byte(line, control);
-                at += 1;
-                copied = at;
-                continue;
-            }
-            _ => {
-                at += 1;
-                continue;
-            }
-        };
-        line.extend_from_slice(&bytes[copied..at]);
-        line.extend_from_slice(escape);
-        at += 1;
-        copied = at;
-    }
-    line.extend_from_slice(&bytes[copied..]);
-    line.push(b'"');
-}
-
 /// A value as JSON, escaped by serde_json as slog-json had it escaped.
 fn json(line: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
     serde_json::to_writer(line, value).expect("strings and plain structs of strings serialise");
@@ -157,16 +102,12 @@ fn json(line: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
 
 /// Lower-case hex in quotes.
 fn hex(line: &mut Vec<u8>, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     line.push(b'"');
-    for &b in bytes {
-        hex_byte(line, b);
+    for b in bytes {
+        line.extend_from_slice(&[DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]]);
     }
     line.push(b'"');
-}
-
-fn hex_byte(line: &mut Vec<u8>, byte: u8) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    line.extend_from_slice(&[DIGITS[usize::from(byte >> 4)], DIGITS[usize::from(byte & 0xf)]]);
 }
 
 /// The batch context's fields that are present, in their order on the line, as `,"key":value`
@@ -625,26 +566,6 @@ mod tests {
         }
         assert!(!ours.contains(['\u{2028}', '\u{2029}']));
         assert_same_lines(&ours, &reference);
-    }
-
-    /// Every ASCII byte, and some multi-byte characters, at every position of a text longer than
-    /// two of the eight-byte words the escaping checks at once.
-    #[test]
-    fn strings_are_escaped_byte_for_byte_as_serde_json_escapes_them() {
-        let specials: Vec<String> = (0u8..0x80)
-            .map(|b| char::from(b).to_string())
-            .chain(["é", "€", "\u{2028}", "😀"].map(String::from))
-            .collect();
-        for special in &specials {
-            for at in 0..=19 {
-                let text = format!("{}{special}{}", "a".repeat(at), "b".repeat(19 - at));
-                for text in [text.clone(), text.repeat(2), format!("{special}{special}")] {
-                    let mut ours = Vec::new();
-                    string(&mut ours, &text);
-                    assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(&text).unwrap(), "{text:?}");
-                }
-            }
-        }
     }
 
     /// Every field absent, and every field present: the line as users' pipelines read it.
