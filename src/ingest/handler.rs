@@ -195,7 +195,7 @@ async fn accept(
         }
     }
     let lines = state.logs.batch();
-    event_log::write_batch(&state.logs.events, &batch.origin, &batch.events, &received_at);
+    event_log::write_batch(&lines, &batch.origin, &batch.events, &received_at);
     // An answer of 2xx promises the events are in the local log: wait (without blocking the
     // worker) until the writer has flushed them. If it cannot keep up, nothing is accepted: 503.
     // Past the deadline the lines may still be written later, so a retry can log them twice: under

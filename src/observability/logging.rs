@@ -1,17 +1,19 @@
-//! JSON log lines on stdout, formatted by slog-json and written by one writer thread.
+//! JSON log lines on stdout, formatted on the logging thread and written by one writer thread.
 //!
 //! Two loggers share the writer: `service` for the gateway's own messages (filtered by the log
-//! level) and `events` for lines that are part of the record and never filtered (accepted client
-//! events, the start-up line).
+//! level) and `events` for lines that are part of the record and never filtered (the start-up
+//! line). Accepted client events are part of the record too, but skip slog: `Batch::write_line`
+//! takes a line its caller wrote (`ingest::event_log`), since slog's record and key-value walk cost
+//! more per event than the JSON itself.
 //!
 //! A line is formatted on the thread that logs it, into a per-thread buffer, and only bytes cross a
 //! bounded channel to the writer, which writes through a buffer and flushes whenever the channel
 //! runs empty. Under load the writer lingers briefly after each wake-up, so one wake-up and one
 //! write serve several requests (each wake-up is a context switch that also preempts a worker).
 //! (slog-async would copy every key and value into owned boxes first; at hundreds of thousands of
-//! lines a second that cost more than the formatting.) Within a `Logs::batch()` (one
-//! request's events) the lines travel together, and the batch's `Receipt` resolves once the writer
-//! has flushed them: the ingest route answers 204 only for events already in the log. Logging never
+//! lines a second that cost more than the formatting.) Within a `Logs::batch()` (one request's
+//! events) the lines travel together, and the batch's `Receipt` resolves once the writer has
+//! flushed them: the ingest route answers 204 only for events already in the log. Logging never
 //! blocks a worker: when the channel is full the lines are dropped, counted in
 //! `client_telemetry_log_lines_dropped_total`, and the batch says so.
 
@@ -116,6 +118,26 @@ impl Batch {
     pub fn ship(mut self) -> Result<Receipt, LinesDropped> {
         let (bytes, lines) = self.close();
         self.shipper.ship(bytes, lines)
+    }
+
+    /// Makes room for `bytes` more bytes of lines at once: a buffer grown by doubling, line after
+    /// line, copies itself several times a batch.
+    pub fn reserve(&self, bytes: usize) {
+        FORMATTER.with(|f| f.buffer.0.borrow_mut().reserve(bytes));
+    }
+
+    /// Appends one line to the batch: `write` puts the JSON object (without newline) at the end of
+    /// the buffer it is given. For lines written without slog (client events); line separators are
+    /// escaped as on every other line.
+    pub fn write_line(&self, write: impl FnOnce(&mut Vec<u8>)) {
+        FORMATTER.with(|f| {
+            let mut buffer = f.buffer.0.borrow_mut();
+            let start = buffer.len();
+            write(&mut buffer);
+            buffer.push(b'\n');
+            escape_line_separators(&mut buffer, start);
+            f.lines.set(f.lines.get() + 1);
+        });
     }
 
     fn close(&mut self) -> (Vec<u8>, u64) {
@@ -377,13 +399,14 @@ impl Drain for ChannelDrain {
 /// escaped, a client's message cannot split its line. Past `from` (the line just formatted); in
 /// JSON text they can only be inside a string, where `\u2028` reads the same.
 fn escape_line_separators(buffer: &mut Vec<u8>, from: usize) {
-    // Both are E2 80 A8/A9 in UTF-8; most lines have no E2 byte at all.
-    if !buffer[from..].contains(&0xE2) {
+    // Both are E2 80 A8/A9 in UTF-8; most lines have no E2 byte at all. (memchr: the search runs
+    // over every byte of every line, and core's takes several times its instructions.)
+    if memchr::memchr(0xE2, &buffer[from..]).is_none() {
         return;
     }
     let line = buffer.split_off(from);
     let mut rest = line.as_slice();
-    while let Some(at) = rest.iter().position(|&b| b == 0xE2) {
+    while let Some(at) = memchr::memchr(0xE2, rest) {
         buffer.extend_from_slice(&rest[..at]);
         match rest[at..] {
             [0xE2, 0x80, 0xA8, ..] => buffer.extend_from_slice(b"\\u2028"),

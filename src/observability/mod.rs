@@ -3,5 +3,5 @@
 mod logging;
 mod metrics;
 
-pub use logging::{LogConfig, LogSettings, LogWriter, Logs, init_logs, init_logs_to, rfc3339_now};
+pub use logging::{Batch, LogConfig, LogSettings, LogWriter, Logs, init_logs, init_logs_to, rfc3339_now};
 pub use metrics::Metrics;
