@@ -19,9 +19,11 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 mod limits;
 mod origin;
+mod timestamp;
 
 pub use limits::{Limits, LimitsConfig, OriginLimits};
 pub use origin::{App, Attributes, Browser, Origin, Sdk, WireOrigin, truncate, validate_origin};
+pub use timestamp::parse_timestamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -273,16 +275,6 @@ pub(crate) fn text_field(name: &str, value: &str, max_bytes: usize, required: bo
         return Err(Invalid::new(Reason::InvalidField, format!("`{name}` contains a NUL character")));
     }
     Ok(())
-}
-
-/// Nanoseconds since 1970 in 64 bits, as OTLP carries them: 1970-01-01T00:00:00Z to
-/// 2554-07-21T23:34:33.709551615Z, the range the message states.
-pub fn parse_timestamp(value: &str) -> Result<u64, Invalid> {
-    let invalid = |reason: &str| Invalid::new(Reason::InvalidTimestamp, format!("`timestamp` {value:?} {reason}"));
-    let time = OffsetDateTime::parse(value, &Rfc3339)
-        .map_err(|_| invalid("is not an RFC 3339 time, e.g. 2025-01-15T10:30:45.123Z"))?;
-    u64::try_from(time.unix_timestamp_nanos())
-        .map_err(|_| invalid("is out of range: from 1970-01-01T00:00:00Z to 2554-07-21T23:34:33Z"))
 }
 
 fn parse_context<'a>(raw: &'a RawValue, limits: &Limits) -> Result<&'a RawValue, Invalid> {
