@@ -16,7 +16,7 @@ mod origin;
 mod timestamp;
 
 pub use limits::{Limits, LimitsConfig, OriginLimits};
-pub use origin::{App, Attributes, Browser, Origin, Sdk, WireOrigin, truncate, validate_origin};
+pub use origin::{App, Attributes, Browser, Origin, Sdk, WireBrowser, WireOrigin, WirePage, truncate, validate_origin};
 pub use timestamp::parse_timestamp;
 
 use context::{compact, parse_context};
@@ -257,7 +257,13 @@ fn check_exception(exception: &Exception<'_>, limits: &OriginLimits) -> Result<(
     Ok(())
 }
 
-pub(crate) fn text_field(name: &str, value: &str, max_bytes: usize, required: bool) -> Result<(), Invalid> {
+/// `name` is only formatted into a refusal's message: a valid field costs no formatting.
+pub(crate) fn text_field(
+    name: impl std::fmt::Display,
+    value: &str,
+    max_bytes: usize,
+    required: bool,
+) -> Result<(), Invalid> {
     if required && value.trim().is_empty() {
         return Err(Invalid::new(Reason::InvalidField, format!("`{name}` must not be empty")));
     }
