@@ -33,7 +33,7 @@ STAGES = [
     ("limiter (memory)", [r"<client_telemetry::ratelimit::\w+::\w+ as client_telemetry::ratelimit::RateLimiter>::",
                           r"client_telemetry::ingest::attempt::attempt"]),
     ("content checks", [r"client_telemetry::ingest::body::", r"client_telemetry::ingest::access::"]),
-    ("parse + validate", [r"client_telemetry::ingest::decode::decode_body"]),
+    ("parse + validate", [r"client_telemetry::ingest::formats::\w+::decode"]),
     ("scrub", [r"client_telemetry::scrub::Scrubber::scrub_event", r"client_telemetry::scrub::Scrubber::scrub_origin"]),
     ("log line format", [r"client_telemetry::ingest::event_log::write", r"client_telemetry::observability::logging::rfc3339_now"]),
     ("log write (writer thread)", [r"client_telemetry::observability::logging::write_lines"]),

@@ -1,27 +1,25 @@
 //! The wire format of one event, and the checks that make it an accepted `Event`.
 //!
-//! Strings are borrowed from the request body unless they hold escapes. `context` is parsed by a
-//! bounded visitor: depth, key count and size are checked while parsing, and duplicate keys are
-//! refused rather than silently collapsed.
+//! Strings are borrowed from the request body unless they hold escapes. `context` is kept as the
+//! text sent, checked against its bounds (depth, key count, size) with duplicate keys refused
+//! rather than silently collapsed (see `context`).
 
-use std::{
-    borrow::Cow,
-    cell::{Cell, RefCell},
-    fmt,
-};
+use std::borrow::Cow;
 
-use serde::{
-    Deserialize,
-    de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor},
-};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
+mod context;
 mod limits;
 mod origin;
+mod timestamp;
 
 pub use limits::{Limits, LimitsConfig, OriginLimits};
-pub use origin::{App, Attributes, Browser, Origin, Sdk, WireOrigin, truncate, validate_origin};
+pub use origin::{App, Attributes, Browser, Origin, Sdk, WireBrowser, WireOrigin, WirePage, truncate, validate_origin};
+pub use timestamp::parse_timestamp;
+
+use context::{compact, parse_context};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -259,7 +257,13 @@ fn check_exception(exception: &Exception<'_>, limits: &OriginLimits) -> Result<(
     Ok(())
 }
 
-pub(crate) fn text_field(name: &str, value: &str, max_bytes: usize, required: bool) -> Result<(), Invalid> {
+/// `name` is only formatted into a refusal's message: a valid field costs no formatting.
+pub(crate) fn text_field(
+    name: impl std::fmt::Display,
+    value: &str,
+    max_bytes: usize,
+    required: bool,
+) -> Result<(), Invalid> {
     if required && value.trim().is_empty() {
         return Err(Invalid::new(Reason::InvalidField, format!("`{name}` must not be empty")));
     }
@@ -273,187 +277,6 @@ pub(crate) fn text_field(name: &str, value: &str, max_bytes: usize, required: bo
         return Err(Invalid::new(Reason::InvalidField, format!("`{name}` contains a NUL character")));
     }
     Ok(())
-}
-
-/// Nanoseconds since 1970 in 64 bits, as OTLP carries them: 1970-01-01T00:00:00Z to
-/// 2554-07-21T23:34:33.709551615Z, the range the message states.
-pub fn parse_timestamp(value: &str) -> Result<u64, Invalid> {
-    let invalid = |reason: &str| Invalid::new(Reason::InvalidTimestamp, format!("`timestamp` {value:?} {reason}"));
-    let time = OffsetDateTime::parse(value, &Rfc3339)
-        .map_err(|_| invalid("is not an RFC 3339 time, e.g. 2025-01-15T10:30:45.123Z"))?;
-    u64::try_from(time.unix_timestamp_nanos())
-        .map_err(|_| invalid("is out of range: from 1970-01-01T00:00:00Z to 2554-07-21T23:34:33Z"))
-}
-
-fn parse_context<'a>(raw: &'a RawValue, limits: &Limits) -> Result<&'a RawValue, Invalid> {
-    let json = raw.get();
-    if json.len() > limits.max_context_bytes {
-        return Err(Invalid::new(
-            Reason::InvalidContext,
-            format!("`context` is {} bytes, more than the limit of {}", json.len(), limits.max_context_bytes),
-        ));
-    }
-    // A raw value starts at its first token: an object starts with `{`.
-    if !json.starts_with('{') {
-        return Err(Invalid::new(Reason::InvalidContext, "`context` must be a JSON object"));
-    }
-    let keys = Cell::new(0);
-    let seen = RefCell::new(Vec::new());
-    let seed = BoundedValue { depth: 0, keys: &keys, seen: &seen, limits };
-    let mut deserializer = serde_json::Deserializer::from_str(json);
-    seed.deserialize(&mut deserializer)
-        .and_then(|()| deserializer.end())
-        .map_err(|e| Invalid::new(Reason::InvalidContext, format!("`context`: {e}")))?;
-    Ok(raw)
-}
-
-/// The context on one line, so that it can be logged as sent: borrowed unless it holds a line
-/// break, which can only be whitespace between tokens (inside strings JSON requires `\n`).
-/// Then every whitespace between tokens goes.
-fn compact(raw: &RawValue) -> Cow<'_, RawValue> {
-    let json = raw.get().as_bytes();
-    if !json.iter().any(|b| matches!(b, b'\n' | b'\r')) {
-        return Cow::Borrowed(raw);
-    }
-    let mut out = Vec::with_capacity(json.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in json {
-        if in_string {
-            (in_string, escaped) = (escaped || b != b'"', !escaped && b == b'\\');
-        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
-            continue;
-        } else {
-            in_string = b == b'"';
-        }
-        out.push(b);
-    }
-    let out = String::from_utf8(out).expect("only ASCII whitespace was removed");
-    Cow::Owned(RawValue::from_string(out).expect("removing whitespace keeps JSON valid"))
-}
-
-/// Walks a JSON value within the context limits without building it: the context is kept as the
-/// validated text, so checking it allocates nothing but the keys that hold escapes.
-#[derive(Clone, Copy)]
-struct BoundedValue<'l, 'de> {
-    depth: usize,
-    keys: &'l Cell<usize>,
-    /// The keys of the objects being walked, innermost last (duplicates are refused).
-    seen: &'l RefCell<Vec<Cow<'de, str>>>,
-    limits: &'l Limits,
-}
-
-impl<'de> BoundedValue<'_, 'de> {
-    fn nested<E: de::Error>(self) -> Result<Self, E> {
-        let depth = self.depth + 1;
-        if depth > self.limits.max_context_depth {
-            return Err(E::custom(format_args!("nested deeper than {} levels", self.limits.max_context_depth)));
-        }
-        Ok(Self { depth, ..self })
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for BoundedValue<'_, 'de> {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for BoundedValue<'_, 'de> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        if v.is_finite() { Ok(()) } else { Err(E::custom("number out of range")) }
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        if v.contains('\0') {
-            return Err(E::custom("contains a NUL character"));
-        }
-        Ok(())
-    }
-
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_none<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let inner = self.nested()?;
-        while seq.next_element_seed(inner)?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let inner = self.nested()?;
-        let first = self.seen.borrow().len();
-        while let Some(key) = map.next_key_seed(Key)? {
-            self.keys.set(self.keys.get() + 1);
-            if self.keys.get() > self.limits.max_context_keys {
-                return Err(de::Error::custom(format_args!("more than {} keys", self.limits.max_context_keys)));
-            }
-            if key.contains('\0') {
-                return Err(de::Error::custom("a key contains a NUL character"));
-            }
-            {
-                let mut seen = self.seen.borrow_mut();
-                if seen[first..].contains(&key) {
-                    return Err(de::Error::custom(format_args!("duplicate key {key:?}")));
-                }
-                seen.push(key);
-            }
-            map.next_value_seed(inner)?;
-        }
-        self.seen.borrow_mut().truncate(first);
-        Ok(())
-    }
-}
-
-/// An object key, borrowed from the text unless it holds escapes.
-struct Key;
-
-impl<'de> DeserializeSeed<'de> for Key {
-    type Value = Cow<'de, str>;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Key {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string key")
-    }
-
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(v))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_owned()))
-    }
 }
 
 #[cfg(test)]

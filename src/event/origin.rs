@@ -163,9 +163,11 @@ pub fn validate_origin<'a>(wire: WireOrigin<'a>, limits: &OriginLimits) -> Resul
             }
             let mut formatted = Vec::with_capacity(brands.len());
             for (i, brand) in brands.iter().enumerate() {
-                text_field(&format!("browser.brands[{i}].brand"), &brand.brand, limits.max_name_bytes, true)?;
-                text_field(&format!("browser.brands[{i}].version"), &brand.version, limits.max_name_bytes, false)?;
-                formatted.push(format!("{} {}", brand.brand, brand.version).trim_end().to_string());
+                text_field(format_args!("browser.brands[{i}].brand"), &brand.brand, limits.max_name_bytes, true)?;
+                text_field(format_args!("browser.brands[{i}].version"), &brand.version, limits.max_name_bytes, false)?;
+                let mut name = format!("{} {}", brand.brand, brand.version);
+                name.truncate(name.trim_end().len());
+                formatted.push(name);
             }
             Browser { language: wire.language, brands: formatted, platform: wire.platform, mobile: wire.mobile }
         }

@@ -165,21 +165,24 @@ fn string_attribute(out: &mut Vec<u8>, key: &str, value: &str) {
     string(out, field::STRING_VALUE, value);
 }
 
-/// Opens a length-delimited field whose length is not known yet; `close` writes it.
+/// Opens a length-delimited field whose length is not known yet; `close` writes it. One byte is
+/// set aside for the length: most contents are under 128 bytes, and then nothing moves.
 fn open(out: &mut Vec<u8>, tag: u32) -> usize {
     encode_key(tag, WireType::LengthDelimited, out);
+    out.push(0);
     out.len()
 }
 
-/// Writes the length of the content written since `open` in front of it.
+/// Writes the length of the content written since `open` in front of it, moving the content up
+/// when the length takes more than the byte set aside.
 fn close(out: &mut Vec<u8>, start: usize) {
-    let mut prefix = [0u8; 10];
-    let len = {
-        let mut buf = &mut prefix[..];
-        encode_varint((out.len() - start) as u64, &mut buf);
-        10 - buf.len()
-    };
-    out.splice(start..start, prefix[..len].iter().copied());
+    let len = out.len() - start;
+    let extra = encoded_len_varint(len as u64) - 1;
+    if extra > 0 {
+        out.resize(out.len() + extra, 0);
+        out.copy_within(start..start + len, start + extra);
+    }
+    encode_varint(len as u64, &mut &mut out[start - 1..start + extra]);
 }
 
 /// A `KeyValue` whose value is read from the JSON text.
@@ -316,8 +319,8 @@ impl<'de> Visitor<'de> for AnyValueSeed<'_> {
         loop {
             let element = open(out, field::VALUES);
             if seq.next_element_seed(AnyValueSeed(&mut *out))?.is_none() {
-                // the key of an element that is not there
-                out.truncate(element - prost::encoding::key_len(field::VALUES));
+                // the key and length byte of an element that is not there
+                out.truncate(element - 1 - prost::encoding::key_len(field::VALUES));
                 break;
             }
             close(out, element);
@@ -380,12 +383,14 @@ mod tests {
             ..Origin::default()
         };
         let long = "x".repeat(300); // lengths of two varint bytes
+        let longer = "y".repeat(20_000); // and of three
         let contexts = [
             Value::Null,
             json!({}),
             json!({"action": "click", "n": -3, "zero": 0, "big": 18446744073709551615u64, "x": 0.5, "nil": 0.0,
                    "ok": false, "yes": true, "none": null, "list": [1, "a", null, [], {}], "empty": [],
-                   "nested": {"k": "v", "deeper": {"l": [true, {"m": null}]}}, "long": long}),
+                   "nested": {"k": "v", "deeper": {"l": [true, {"m": null}]}}, "long": long,
+                   "deep": {"list": [longer, {"m": long}]}}),
             json!({"session.id": "spoofed", "url.full": 1, "k\"ey\n": "v\\al\u{2028}", "ü": "ö"}),
         ];
         for context in contexts {

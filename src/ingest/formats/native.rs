@@ -7,7 +7,10 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::event::{Event, Invalid, Limits, Origin, WireEvent, WireOrigin, parse_event, validate, validate_origin};
+use crate::event::{
+    App, Event, Invalid, Limits, Origin, Sdk, WireBrowser, WireEvent, WireOrigin, WirePage, parse_event, validate,
+    validate_origin,
+};
 use crate::ingest::response::IngestError;
 
 pub struct Batch<'a> {
@@ -24,10 +27,19 @@ pub struct Rejection {
 }
 
 /// The common case: every event has the right fields and types.
+///
+/// `WireOrigin`'s fields are repeated rather than `#[serde(flatten)]`ed: flattening makes serde
+/// buffer every other field of the batch as an untyped tree before reading it again.
 #[derive(Deserialize)]
 struct WellFormedBatch<'a> {
-    #[serde(borrow, flatten)]
-    origin: WireOrigin<'a>,
+    #[serde(borrow, default)]
+    app: Option<App<'a>>,
+    #[serde(borrow, default)]
+    page: Option<WirePage<'a>>,
+    #[serde(borrow, default)]
+    browser: Option<WireBrowser<'a>>,
+    #[serde(borrow, default)]
+    sdk: Option<Sdk<'a>>,
     #[serde(borrow)]
     events: Vec<WireEvent<'a>>,
 }
@@ -55,7 +67,8 @@ pub fn decode<'a>(body: &'a str, limits: &Limits) -> Result<Batch<'a>, IngestErr
         });
     }
     if let Ok(batch) = serde_json::from_str::<WellFormedBatch<'a>>(body) {
-        let origin = origin(batch.origin, limits)?;
+        let wire = WireOrigin { app: batch.app, page: batch.page, browser: batch.browser, sdk: batch.sdk };
+        let origin = origin(wire, limits)?;
         return collect(origin, batch.events.into_iter().map(|wire| validate(wire, limits)), limits);
     }
     let envelope: Envelope<'a> = serde_json::from_str(body).map_err(IngestError::from_json)?;
@@ -103,4 +116,26 @@ fn collect<'a>(
         return Err(IngestError::NoValidEvents(batch.rejected));
     }
     Ok(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVENT: &str =
+        r#"{"level":"info","scope":"s","sessionId":"x","message":"m","timestamp":"2025-01-15T10:30:45.123Z"}"#;
+
+    #[test]
+    fn the_batch_head_is_read_in_any_order_unknown_fields_ignored_a_repeated_one_refused() {
+        let body =
+            format!(r#"{{"app":{{"name":"shop"}},"future":{{"x":[1]}},"events":[{EVENT}],"sdk":{{"version":"1"}}}}"#);
+        let Ok(batch) = decode(&body, &Limits::default()) else { panic!("{body} is a valid batch") };
+        assert_eq!(batch.origin.app.name.as_deref(), Some("shop"));
+        assert_eq!(batch.origin.sdk.version.as_deref(), Some("1"));
+        assert_eq!(batch.events.len(), 1);
+
+        let body = format!(r#"{{"app":{{"name":"a"}},"app":{{"name":"b"}},"events":[{EVENT}]}}"#);
+        let Err(IngestError::BadShape(message)) = decode(&body, &Limits::default()) else { panic!("{body}") };
+        assert!(message.contains("duplicate field `app`"), "{message}");
+    }
 }
