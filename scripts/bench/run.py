@@ -354,7 +354,7 @@ def start_server(s, services, tmp, index):
         if "sink" in s.needs:
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{services['sink'].port}"
     env = {"PATH": os.environ["PATH"], **env}
-    log = open(Path(tmp) / f"gateway-{index}.log", "wb")
+    log = open(os.environ.get("BENCH_GATEWAY_LOG") or Path(tmp) / f"gateway-{index}.log", "wb")
     # pinned: the gateway sizes its workers from the cores it may use, so one
     cmd = pinned(cmd, s, SERVER_CORE)
     return port, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log
