@@ -199,11 +199,7 @@ impl<'a> From<&'a Exception<'a>> for ExceptionLine<'a> {
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        borrow::Cow,
-        io::{self, Write},
-        sync::{Arc, Mutex},
-    };
+    use std::borrow::Cow;
 
     use prometheus::IntCounter;
     use serde_json::value::RawValue;
@@ -372,19 +368,7 @@ mod tests {
         }
     }
 
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::observability::Captured;
 
     struct Request {
         origin: Origin<'static>,
