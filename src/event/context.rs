@@ -230,7 +230,7 @@ impl<'de> Visitor<'de> for BoundedValue<'_, 'de> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let inner = self.nested()?;
         let first = self.seen.borrow().len();
-        while let Some(key) = map.next_key_seed(Key)? {
+        while let Some(key) = map.next_key_seed(ObjectKey)? {
             self.keys.set(self.keys.get() + 1);
             if self.keys.get() > self.limits.max_context_keys {
                 return Err(de::Error::custom(format_args!("more than {} keys", self.limits.max_context_keys)));
@@ -252,10 +252,11 @@ impl<'de> Visitor<'de> for BoundedValue<'_, 'de> {
     }
 }
 
-/// An object key, borrowed from the text unless it holds escapes.
-struct Key;
+/// A JSON object key, borrowed from the text unless it holds escapes (serde's own `Cow<str>`
+/// always copies). Also read by the OTLP encoder's walk of the context.
+pub struct ObjectKey;
 
-impl<'de> DeserializeSeed<'de> for Key {
+impl<'de> DeserializeSeed<'de> for ObjectKey {
     type Value = Cow<'de, str>;
 
     fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
@@ -263,7 +264,7 @@ impl<'de> DeserializeSeed<'de> for Key {
     }
 }
 
-impl<'de> Visitor<'de> for Key {
+impl<'de> Visitor<'de> for ObjectKey {
     type Value = Cow<'de, str>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {

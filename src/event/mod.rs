@@ -19,6 +19,7 @@ pub use limits::{Limits, LimitsConfig, OriginLimits};
 pub use origin::{App, Attributes, Browser, Origin, Sdk, WireBrowser, WireOrigin, WirePage, truncate, validate_origin};
 pub use timestamp::parse_timestamp;
 
+pub use context::ObjectKey;
 use context::{compact, parse_context};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

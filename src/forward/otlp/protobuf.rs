@@ -13,7 +13,7 @@ use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 use super::{mapping::severity_name, semconv::*};
-use crate::event::{Event, Level, Origin};
+use crate::event::{Event, Level, ObjectKey, Origin};
 
 /// Field numbers (opentelemetry/proto/logs/v1/logs.proto and common/v1/common.proto).
 mod field {
@@ -219,40 +219,15 @@ impl<'de> Visitor<'de> for ContextAttributes<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            if RECORD_RESERVED.contains(&key.0.as_ref()) {
+        while let Some(key) = map.next_key_seed(ObjectKey)? {
+            if RECORD_RESERVED.contains(&key.as_ref()) {
                 *self.dropped += 1;
                 map.next_value::<de::IgnoredAny>()?;
                 continue;
             }
-            key_value(self.out, field::ATTRIBUTES, &key.0, &mut map)?;
+            key_value(self.out, field::ATTRIBUTES, &key, &mut map)?;
         }
         Ok(())
-    }
-}
-
-/// A JSON object key, borrowed from the text unless it has escapes.
-struct Key<'de>(std::borrow::Cow<'de, str>);
-
-impl<'de> de::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(v.into()))
-            }
-
-            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(v.to_owned().into()))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
     }
 }
 
@@ -332,8 +307,8 @@ impl<'de> Visitor<'de> for AnyValueSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let out = self.0;
         let list = open(out, field::KVLIST_VALUE);
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            key_value(out, field::VALUES, &key.0, &mut map)?;
+        while let Some(key) = map.next_key_seed(ObjectKey)? {
+            key_value(out, field::VALUES, &key, &mut map)?;
         }
         close(out, list);
         Ok(())
