@@ -223,17 +223,7 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Batch<'static>, IngestErro
             "`traces` are not accepted: this gateway forwards logs; send traces to an OpenTelemetry Collector",
         )));
     }
-    let mut batch = Batch { origin, events: Vec::with_capacity(count), rejected: Vec::new() };
-    for (index, result) in results.into_iter().enumerate() {
-        match result {
-            Ok(event) => batch.events.push(event),
-            Err(invalid) => batch.rejected.push(Rejection { index, invalid }),
-        }
-    }
-    if batch.events.is_empty() {
-        return Err(IngestError::NoValidEvents(batch.rejected));
-    }
-    Ok(batch)
+    Batch::split(origin, results)
 }
 
 fn finish(

@@ -26,6 +26,29 @@ pub struct Rejection {
     pub invalid: Invalid,
 }
 
+impl<'a> Batch<'a> {
+    /// Every format's decoded records, in order: the accepted kept, the refused named by their index.
+    /// A request whose records were all refused is an error; one with no records at all (an empty
+    /// OTLP export; the other formats refuse it before) is not.
+    pub fn split(
+        origin: Origin<'a>,
+        records: impl IntoIterator<Item = Result<Event<'a>, Invalid>>,
+    ) -> Result<Self, IngestError> {
+        let records = records.into_iter();
+        let mut batch = Batch { origin, events: Vec::with_capacity(records.size_hint().0), rejected: Vec::new() };
+        for (index, record) in records.enumerate() {
+            match record {
+                Ok(event) => batch.events.push(event),
+                Err(invalid) => batch.rejected.push(Rejection { index, invalid }),
+            }
+        }
+        if batch.events.is_empty() && !batch.rejected.is_empty() {
+            return Err(IngestError::NoValidEvents(batch.rejected));
+        }
+        Ok(batch)
+    }
+}
+
 /// The common case: every event has the right fields and types.
 ///
 /// `WireOrigin`'s fields are repeated rather than `#[serde(flatten)]`ed: flattening makes serde
@@ -105,17 +128,7 @@ fn collect<'a>(
     if events.len() > limits.max_events_per_request {
         return Err(IngestError::TooManyEvents { count: events.len(), max: limits.max_events_per_request });
     }
-    let mut batch = Batch { origin, events: Vec::with_capacity(events.len()), rejected: Vec::new() };
-    for (index, event) in events.enumerate() {
-        match event {
-            Ok(event) => batch.events.push(event),
-            Err(invalid) => batch.rejected.push(Rejection { index, invalid }),
-        }
-    }
-    if batch.events.is_empty() {
-        return Err(IngestError::NoValidEvents(batch.rejected));
-    }
-    Ok(batch)
+    Batch::split(origin, events)
 }
 
 #[cfg(test)]

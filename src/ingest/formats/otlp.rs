@@ -57,14 +57,13 @@ pub fn decode(body: &[u8], content: Content, limits: &Limits) -> Result<Batch<'s
     if count > limits.max_events_per_request {
         return Err(IngestError::TooManyEvents { count, max: limits.max_events_per_request });
     }
-    let mut batch = Batch { origin: Origin::default(), events: Vec::with_capacity(count), rejected: Vec::new() };
+    let (mut batch_origin, mut records) = (Origin::default(), Vec::with_capacity(count));
     let mut first: Option<Resource> = None;
-    let mut index = 0;
     for resource_logs in request.resource_logs {
         let resource = resource_logs.resource.unwrap_or_default();
         let same = match &first {
             None => {
-                batch.origin = origin(&resource, limits)?;
+                batch_origin = origin(&resource, limits)?;
                 first = Some(resource);
                 true
             }
@@ -80,18 +79,11 @@ pub fn decode(body: &[u8], content: Content, limits: &Limits) -> Result<Batch<'s
                         "one resource per request: this record's resource differs from the first one's",
                     )),
                 };
-                match event {
-                    Ok(event) => batch.events.push(event),
-                    Err(invalid) => batch.rejected.push(Rejection { index, invalid }),
-                }
-                index += 1;
+                records.push(event);
             }
         }
     }
-    if batch.events.is_empty() && !batch.rejected.is_empty() {
-        return Err(IngestError::NoValidEvents(batch.rejected));
-    }
-    Ok(batch)
+    Batch::split(batch_origin, records)
 }
 
 /// The resource as the batch's origin: the attributes the gateway has fields for go through the
