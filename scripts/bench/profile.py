@@ -76,25 +76,36 @@ def stage_costs(total, functions):
     return costs
 
 
-def profile(binary, args, tmp, services):
+def gateway(args, services):
+    """A free port and the environment of the one-worker gateway both measurements run."""
     port = run.free_port()
     env = {"PATH": os.environ["PATH"], "CLIENT_TELEMETRY_BIND": f"127.0.0.1:{port}",
            "CLIENT_TELEMETRY_TRUSTED_PROXIES": "127.0.0.1", "CLIENT_TELEMETRY_WORKERS": "1", **run.NO_LIMIT}
     if args.otlp:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{services['sink'].port}"
+    return port, env
+
+
+def loadgen(port, body):
+    """The load both measurements send: the benchmark's body on 4 connections (add --rate, --duration)."""
+    return [str(run.RELEASE / "examples" / "loadgen"), "--url", f"http://127.0.0.1:{port}/api/client-telemetry",
+            "--body", str(body), "--connections", "4"]
+
+
+def profile(binary, args, tmp, services):
+    port, env = gateway(args, services)
     out_file = str(Path(tmp) / f"callgrind.{Path(binary).name}.{port}")
     proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_file}",
                              str(binary)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         run.wait_port(port, timeout=120)
         body = run.body_file(args.events, tmp)
-        loadgen = [str(run.RELEASE / "examples" / "loadgen"), "--url", f"http://127.0.0.1:{port}/api/client-telemetry",
-                   "--body", str(body), "--connections", "4"]
+        load = loadgen(port, body)
         # warm-up, uncounted: first-touch allocations, lazy statics, connections
-        subprocess.run([*loadgen, "--rate", "50", "--duration", "1"], check=True, capture_output=True)
+        subprocess.run([*load, "--rate", "50", "--duration", "1"], check=True, capture_output=True)
         subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True, capture_output=True)
         rate = 100
-        result = subprocess.run([*loadgen, "--rate", str(rate), "--duration", str(args.requests / rate)],
+        result = subprocess.run([*load, "--rate", str(rate), "--duration", str(args.requests / rate)],
                                 check=True, capture_output=True, text=True).stdout
         summary = run.wrk_summary(result)
         time.sleep(2)  # the log writer and the exporter finish their part of the load
@@ -116,11 +127,7 @@ def profile(binary, args, tmp, services):
 
 def syscalls(binary, args, tmp, services):
     """Syscalls per request by strace -c -f over the same load, without valgrind."""
-    port = run.free_port()
-    env = {"PATH": os.environ["PATH"], "CLIENT_TELEMETRY_BIND": f"127.0.0.1:{port}",
-           "CLIENT_TELEMETRY_TRUSTED_PROXIES": "127.0.0.1", "CLIENT_TELEMETRY_WORKERS": "1", **run.NO_LIMIT}
-    if args.otlp:
-        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{services['sink'].port}"
+    port, env = gateway(args, services)
     proc = subprocess.Popen([str(binary)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         run.wait_port(port)
@@ -129,9 +136,7 @@ def syscalls(binary, args, tmp, services):
         strace = subprocess.Popen(["strace", "-c", "-f", "-o", str(trace_file), "-p", str(proc.pid)],
                                   stderr=subprocess.DEVNULL)
         time.sleep(1)
-        out = subprocess.run([str(run.RELEASE / "examples" / "loadgen"), "--url",
-                              f"http://127.0.0.1:{port}/api/client-telemetry", "--body", str(body), "--connections", "4",
-                              "--rate", "1000", "--duration", str(max(args.requests / 1000, 1))],
+        out = subprocess.run([*loadgen(port, body), "--rate", "1000", "--duration", str(max(args.requests / 1000, 1))],
                              check=True, capture_output=True, text=True).stdout
         time.sleep(1)
         strace.send_signal(signal.SIGINT)
